@@ -1,0 +1,3 @@
+"""tokenwatt.bench (see its modules)."""
+
+__all__: list[str] = []

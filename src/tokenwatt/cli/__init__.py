@@ -1,0 +1,1 @@
+"""The ``tokenwatt`` command line: a thin typer layer over the public library API."""

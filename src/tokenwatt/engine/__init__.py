@@ -1,0 +1,3 @@
+"""tokenwatt.engine (see its modules)."""
+
+__all__: list[str] = []

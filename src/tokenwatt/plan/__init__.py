@@ -1,0 +1,3 @@
+"""tokenwatt.plan (see its modules)."""
+
+__all__: list[str] = []

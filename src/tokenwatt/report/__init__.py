@@ -1,0 +1,3 @@
+"""tokenwatt.report (see its modules)."""
+
+__all__: list[str] = []

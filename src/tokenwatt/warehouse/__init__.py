@@ -1,0 +1,3 @@
+"""tokenwatt.warehouse (see its modules)."""
+
+__all__: list[str] = []
