@@ -1,0 +1,312 @@
+"""Endpoint clients: send one request, yield its stream events stamped with ``perf_counter``.
+
+``OpenAIClient`` speaks OpenAI-compatible SSE over httpx; every failure (endpoint down, reset,
+HTTP 429/5xx, malformed or truncated SSE, stall, timeout) ends the stream with a typed ``Failure``
+event instead of an exception. ``FunctionClient`` turns a function into a client for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import httpx
+
+from tokenwatt.bench.record import Chunk, Done, ErrorKind, Failure, StreamEvent
+from tokenwatt.errors import ConfigError
+from tokenwatt.workload.types import Request
+
+__all__ = [
+    "ClientConfig",
+    "EndpointClient",
+    "FunctionClient",
+    "OpenAIClient",
+    "synthetic_prompt",
+]
+
+log = logging.getLogger(__name__)
+
+Api = Literal["completions", "chat"]
+
+
+@runtime_checkable
+class EndpointClient(Protocol):
+    """Sends one request and yields its events: chunks, then one ``Done`` or ``Failure``."""
+
+    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """Send ``request``; yield timed events. Must not raise for endpoint failures."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """How to reach an OpenAI-compatible endpoint and how long to wait for it."""
+
+    base_url: str = "http://127.0.0.1:8000"
+    """Server root; ``/v1/completions`` or ``/v1/chat/completions`` is appended."""
+    api: Api = "completions"
+    """Which endpoint to call: ``completions`` (prompt) or ``chat`` (one user message)."""
+    model: str = "default"
+    """Model name sent in the body."""
+    api_key: str | None = None
+    """Bearer token, or None to send no Authorization header."""
+    timeout_s: float = 600.0
+    """Per-request deadline from send to the end of the stream."""
+    stall_timeout_s: float = 60.0
+    """Longest silence (no bytes) tolerated mid-request before it counts as a stall."""
+    connect_timeout_s: float = 10.0
+    """Time allowed to open a connection."""
+    ignore_eos: bool = False
+    """Send ``ignore_eos: true`` (vLLM, tokenwatt serve) so outputs reach max_tokens exactly."""
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    """Extra JSON fields merged into every request body (e.g. temperature)."""
+    max_connections: int = 4096
+    """Connection pool size; keep above the highest concurrency you drive."""
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"endpoint URL {self.base_url!r} must start with http:// or https://")
+        if self.api not in ("completions", "chat"):
+            raise ConfigError(f"unknown api {self.api!r}; use completions or chat")
+        for name in ("timeout_s", "stall_timeout_s", "connect_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.max_connections < 1:
+            raise ConfigError("max_connections must be >= 1")
+
+    @property
+    def url(self) -> str:
+        """Full URL of the endpoint called."""
+        root = self.base_url.rstrip("/")
+        if root.endswith("/v1"):
+            root = root[:-3]
+        path = "/v1/completions" if self.api == "completions" else "/v1/chat/completions"
+        return root + path
+
+
+def synthetic_prompt(request: Request) -> str:
+    """A prompt of about ``input_tokens`` words, unique per request so no cache can share it."""
+    words = max(request.input_tokens - 1, 0)
+    return f"{request.request_id}:" + " hello" * words
+
+
+def _status_kind(status: int) -> ErrorKind:
+    if status == 429:
+        return "http_429"
+    return "http_5xx" if status >= 500 else "http_4xx"
+
+
+class _StreamFailed(Exception):
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class OpenAIClient:
+    """OpenAI-compatible streaming client over one shared ``httpx.AsyncClient``.
+
+    ``transport`` replaces the network (``httpx.MockTransport`` in tests). The pool is opened on
+    first use, so constructing one does no I/O.
+    """
+
+    def __init__(
+        self, config: ClientConfig, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        self.config = config
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._headers = {"Accept": "text/event-stream"}
+        if config.api_key:
+            self._headers["Authorization"] = f"Bearer {config.api_key}"
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            cfg = self.config
+            self._http = httpx.AsyncClient(
+                transport=self._transport,
+                timeout=httpx.Timeout(
+                    connect=cfg.connect_timeout_s, read=cfg.stall_timeout_s, write=30.0, pool=None
+                ),
+                limits=httpx.Limits(
+                    max_connections=cfg.max_connections,
+                    max_keepalive_connections=cfg.max_connections,
+                ),
+                headers=self._headers,
+            )
+        return self._http
+
+    def body(self, request: Request) -> dict[str, Any]:
+        """The JSON body sent for ``request``."""
+        cfg = self.config
+        prompt = request.prompt if request.prompt is not None else synthetic_prompt(request)
+        body: dict[str, Any] = {
+            "model": cfg.model,
+            "max_tokens": request.output_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if cfg.api == "completions":
+            body["prompt"] = prompt
+        else:
+            body["messages"] = [{"role": "user", "content": prompt}]
+        if cfg.ignore_eos:
+            body["ignore_eos"] = True
+        if request.tenant is not None:
+            body["user"] = request.tenant
+        body.update(cfg.extra_body)
+        return body
+
+    async def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """Send ``request`` and yield its chunks, then exactly one ``Done`` or ``Failure``."""
+        cfg = self.config
+        deadline = asyncio.get_running_loop().time() + cfg.timeout_s
+        status: int | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                ctx = self._client().stream("POST", cfg.url, json=self.body(request))
+                response = await ctx.__aenter__()
+            try:
+                status = response.status_code
+                if status != 200:
+                    async with asyncio.timeout_at(deadline):
+                        text = (await response.aread())[:300].decode("utf-8", "replace")
+                    yield Failure(time.perf_counter(), _status_kind(status), text, status)
+                    return
+                async for event in self._events(response, deadline):
+                    yield event
+            finally:
+                await ctx.__aexit__(None, None, None)
+        except _StreamFailed as exc:
+            yield Failure(time.perf_counter(), exc.kind, str(exc), status)
+        except TimeoutError:
+            yield Failure(time.perf_counter(), "timeout", f"no answer within {cfg.timeout_s}s")
+        except httpx.ConnectError as exc:
+            yield Failure(time.perf_counter(), "connect", f"cannot connect to {cfg.url}: {exc}")
+        except httpx.ConnectTimeout:
+            yield Failure(time.perf_counter(), "connect", f"connect to {cfg.url} timed out")
+        except httpx.ReadTimeout:
+            msg = f"no bytes for {cfg.stall_timeout_s}s"
+            yield Failure(time.perf_counter(), "stall", msg, status)
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+            yield Failure(time.perf_counter(), "reset", f"connection lost: {exc!r}", status)
+        except httpx.HTTPError as exc:
+            yield Failure(time.perf_counter(), "other", repr(exc), status)
+
+    async def _events(
+        self, response: httpx.Response, deadline: float
+    ) -> AsyncIterator[StreamEvent]:
+        chat = self.config.api == "chat"
+        usage: Mapping[str, Any] = {}
+        pending = b""
+        reader = response.aiter_bytes().__aiter__()
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    data = await reader.__anext__()
+            except StopAsyncIteration:
+                break
+            now = time.perf_counter()
+            pending += data
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                line = raw.rstrip(b"\r")
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, comments, event: and id: fields
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    yield Done(now, usage, response.status_code)
+                    return
+                text, chunk_usage = _parse_payload(payload, chat)
+                if chunk_usage:
+                    usage = chunk_usage
+                if text:
+                    yield Chunk(now, text)
+        raise _StreamFailed("truncated", "stream ended without data: [DONE]")
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+def _parse_payload(payload: bytes, chat: bool) -> tuple[str, Mapping[str, Any]]:
+    """Text and usage of one SSE ``data:`` payload; raises _StreamFailed when malformed."""
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        raise _StreamFailed("malformed_sse", f"not JSON: {payload[:80]!r}") from None
+    if not isinstance(obj, dict):
+        raise _StreamFailed("malformed_sse", f"not a JSON object: {payload[:80]!r}")
+    if "error" in obj:
+        raise _StreamFailed("stream_error", f"error in stream: {str(obj['error'])[:200]}")
+    usage = obj.get("usage") or {}
+    choices = obj.get("choices") or []
+    if not isinstance(choices, list) or not isinstance(usage, dict):
+        raise _StreamFailed("malformed_sse", f"unexpected chunk shape: {payload[:80]!r}")
+    if not choices:
+        return "", usage
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise _StreamFailed("malformed_sse", f"unexpected choice: {payload[:80]!r}")
+    if chat:
+        delta = choice.get("delta") or {}
+        text = (delta.get("content") or "") + (delta.get("reasoning_content") or "")
+    else:
+        text = choice.get("text") or ""
+    return str(text), usage
+
+
+StreamFn = Callable[[Request], AsyncIterator[StreamEvent]]
+
+
+class FunctionClient:
+    """A client whose stream is a user function: the fake for unit tests (no network)."""
+
+    def __init__(self, fn: StreamFn) -> None:
+        self._fn = fn
+        self.sent: list[Request] = []
+        """Every request sent, in order."""
+
+    def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
+        """Record ``request`` and delegate to the function."""
+        self.sent.append(request)
+        return self._fn(request)
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    @classmethod
+    def scripted(
+        cls,
+        ttft_s: float = 0.0,
+        itl_s: float = 0.0,
+        failure: ErrorKind | None = None,
+    ) -> FunctionClient:
+        """A client answering each request with ``output_tokens`` chunks on a fixed schedule."""
+
+        async def fn(request: Request) -> AsyncIterator[StreamEvent]:
+            await asyncio.sleep(ttft_s)
+            for i in range(request.output_tokens):
+                if i:
+                    await asyncio.sleep(itl_s)
+                yield Chunk(time.perf_counter(), "x")
+            if failure is not None:
+                yield Failure(time.perf_counter(), failure, "scripted failure")
+                return
+            usage = {
+                "prompt_tokens": request.input_tokens,
+                "completion_tokens": request.output_tokens,
+            }
+            yield Done(time.perf_counter(), usage)
+
+        return cls(fn)

@@ -1,0 +1,188 @@
+"""OpenAIClient against the faulty server and mock transports: events, timings, error kinds."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import httpx
+import pytest
+
+from tests.bench.conftest import StartServer
+from tokenwatt.bench.client import ClientConfig, FunctionClient, OpenAIClient, synthetic_prompt
+from tokenwatt.bench.record import Chunk, Done, Failure, StreamEvent
+from tokenwatt.errors import ConfigError
+from tokenwatt.workload.types import Request
+
+
+async def _collect(client: OpenAIClient, request: Request) -> list[StreamEvent]:
+    try:
+        return [event async for event in client.stream(request)]
+    finally:
+        await client.aclose()
+
+
+def _client(url: str, **kwargs: object) -> OpenAIClient:
+    return OpenAIClient(ClientConfig(base_url=url, **kwargs))  # type: ignore[arg-type]
+
+
+async def test_completion_stream_yields_one_chunk_per_token(start_server: StartServer) -> None:
+    """A clean /v1/completions stream gives max_tokens chunks, then Done with the usage."""
+    server = await start_server()
+    events = await _collect(_client(server.url), Request("r0", output_tokens=5))
+    assert [type(e) for e in events] == [Chunk] * 5 + [Done]
+    done = events[-1]
+    assert isinstance(done, Done)
+    assert done.usage["completion_tokens"] == 5
+
+
+async def test_chat_stream_reads_delta_content(start_server: StartServer) -> None:
+    """The chat API's delta.content becomes the chunk text."""
+    server = await start_server()
+    events = await _collect(_client(server.url, api="chat"), Request("r0", output_tokens=3))
+    assert [e.text for e in events if isinstance(e, Chunk)] == ["tok", "tok", "tok"]
+
+
+async def test_chunk_times_follow_the_server_schedule(start_server: StartServer) -> None:
+    """Chunks arrive no earlier than the server's schedule: TTFT >= 50 ms, gaps >= 20 ms."""
+    server = await start_server(ttft_s=0.05, itl_s=0.02)
+    sent = time.perf_counter()
+    events = await _collect(_client(server.url), Request("r0", output_tokens=3))
+    times = [e.time_s for e in events if isinstance(e, Chunk)]
+    assert times[0] - sent >= 0.05
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.019
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "status"),
+    [
+        ("refuse", "connect", None),
+        ("reset", "reset", 200),
+        ("429", "http_429", 429),
+        ("500", "http_5xx", 500),
+        ("malformed", "malformed_sse", 200),
+        ("truncated", "truncated", 200),
+        ("stall", "stall", 200),
+    ],
+)
+async def test_each_fault_ends_in_its_failure_kind(
+    start_server: StartServer, fault: str, kind: str, status: int | None
+) -> None:
+    """Every injected fault ends the stream with one Failure of the matching kind, no raise."""
+    server = await start_server(fault=fault)
+    client = _client(server.url, stall_timeout_s=0.3, timeout_s=5.0)
+    events = await _collect(client, Request("r0", output_tokens=6))
+    last = events[-1]
+    assert isinstance(last, Failure)
+    assert (last.kind, last.status) == (kind, status)
+    assert sum(isinstance(e, Failure | Done) for e in events) == 1
+
+
+async def test_fault_marker_in_prompt_hits_one_request(start_server: StartServer) -> None:
+    """A [fault:NAME] marker in the prompt injects the fault into that request only."""
+    server = await start_server()
+    bad = await _collect(_client(server.url), Request("a", prompt="x [fault:500]"))
+    good = await _collect(_client(server.url), Request("b", prompt="x"))
+    assert isinstance(bad[-1], Failure)
+    assert isinstance(good[-1], Done)
+
+
+async def test_slow_stream_hits_the_request_timeout(start_server: StartServer) -> None:
+    """Tokens that keep coming, but too slowly overall, end in a 'timeout' failure."""
+    server = await start_server(itl_s=0.05)
+    client = _client(server.url, timeout_s=0.2, stall_timeout_s=1.0)
+    events = await _collect(client, Request("r0", output_tokens=50))
+    last = events[-1]
+    assert isinstance(last, Failure)
+    assert last.kind == "timeout"
+    assert 2 <= sum(isinstance(e, Chunk) for e in events) < 50
+
+
+def _mock(body: bytes, status: int = 200) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=body, headers={"content-type": "text/event-stream"})
+
+    return httpx.MockTransport(handler)
+
+
+async def test_error_object_in_stream_is_stream_error() -> None:
+    """An OpenAI error object sent inside the SSE stream is a 'stream_error' failure."""
+    client = OpenAIClient(ClientConfig(), _mock(b'data: {"error": {"message": "boom"}}\n\n'))
+    events = await _collect(client, Request("r0"))
+    assert isinstance(events[-1], Failure)
+    assert events[-1].kind == "stream_error"
+
+
+async def test_sse_comments_and_crlf_lines_are_accepted() -> None:
+    """Comment lines, event: fields and CRLF line ends are skipped, not treated as data."""
+    body = (
+        b": ping\r\nevent: message\r\n"
+        b'data: {"choices": [{"text": "a"}]}\r\n\r\n'
+        b"data: [DONE]\r\n\r\n"
+    )
+    events = await _collect(OpenAIClient(ClientConfig(), _mock(body)), Request("r0"))
+    assert [type(e) for e in events] == [Chunk, Done]
+
+
+async def test_non_object_payload_is_malformed() -> None:
+    """A data: payload that is JSON but not an object is 'malformed_sse'."""
+    events = await _collect(OpenAIClient(ClientConfig(), _mock(b"data: [1, 2]\n\n")), Request("r"))
+    assert isinstance(events[-1], Failure)
+    assert events[-1].kind == "malformed_sse"
+
+
+async def test_http_400_is_a_4xx_failure_with_the_body() -> None:
+    """A 400 answer is an 'http_4xx' failure whose message starts with the error body."""
+    client = OpenAIClient(ClientConfig(), _mock(b'{"error": "bad max_tokens"}', status=400))
+    events = await _collect(client, Request("r0"))
+    last = events[-1]
+    assert isinstance(last, Failure)
+    assert (last.kind, last.status, last.message) == (
+        "http_4xx",
+        400,
+        '{"error": "bad max_tokens"}',
+    )
+
+
+def test_body_for_chat_carries_the_prompt_as_one_user_message() -> None:
+    """The chat body has the prompt as one user message, max_tokens and streaming usage."""
+    client = OpenAIClient(ClientConfig(api="chat", model="m", ignore_eos=True))
+    body = client.body(Request("r0", prompt="hi", output_tokens=7, tenant="t1"))
+    assert body == {
+        "model": "m",
+        "max_tokens": 7,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "hi"}],
+        "ignore_eos": True,
+        "user": "t1",
+    }
+
+
+def test_synthetic_prompt_is_unique_and_sized() -> None:
+    """Without a prompt, the client writes one word per input token, led by the request id."""
+    prompt = synthetic_prompt(Request("abc", input_tokens=4))
+    assert prompt == "abc: hello hello hello"
+
+
+def test_config_url_accepts_a_v1_suffix() -> None:
+    """A base URL ending in /v1 is not doubled."""
+    assert ClientConfig(base_url="http://h:1/v1/").url == "http://h:1/v1/completions"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"base_url": "localhost:8000"}, {"api": "embeddings"}, {"timeout_s": 0}],
+)
+def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
+    """A URL without scheme, an unknown API or a zero timeout is a ConfigError."""
+    with pytest.raises(ConfigError):
+        ClientConfig(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_scripted_fake_client_counts_tokens() -> None:
+    """FunctionClient.scripted yields output_tokens chunks then Done, and records the request."""
+    client = FunctionClient.scripted()
+    events = [e async for e in client.stream(Request("r0", output_tokens=3))]
+    assert [type(e) for e in events] == [Chunk, Chunk, Chunk, Done]
+    assert [r.request_id for r in client.sent] == ["r0"]
