@@ -1,5 +1,23 @@
-"""Workloads: request and session types, synthetic generators, trace readers."""
+"""Workloads: request and session types, synthetic generators, trace readers, prompt synthesis."""
 
+from tokenwatt.workload.agentic import (
+    AgenticSpec,
+    SessionPlan,
+    TurnPlan,
+    agentic_requests,
+    agentic_sessions,
+)
+from tokenwatt.workload.arrivals import ArrivalKind, Arrivals
+from tokenwatt.workload.blocks import block_id, split_block_id
+from tokenwatt.workload.distributions import LogNormal
+from tokenwatt.workload.synthetic import (
+    WORKLOAD_NAMES,
+    SyntheticSpec,
+    generate,
+    prefix_blocks,
+    synthetic_requests,
+    workload_spec,
+)
 from tokenwatt.workload.traces import (
     TraceFormat,
     TraceOptions,
@@ -11,11 +29,27 @@ from tokenwatt.workload.traces import (
 from tokenwatt.workload.types import Request
 
 __all__ = [
+    "WORKLOAD_NAMES",
+    "AgenticSpec",
+    "ArrivalKind",
+    "Arrivals",
+    "LogNormal",
     "Request",
+    "SessionPlan",
+    "SyntheticSpec",
     "TraceFormat",
     "TraceOptions",
     "TraceReader",
     "TraceStats",
+    "TurnPlan",
+    "agentic_requests",
+    "agentic_sessions",
+    "block_id",
     "detect_format",
+    "generate",
     "open_trace",
+    "prefix_blocks",
+    "split_block_id",
+    "synthetic_requests",
+    "workload_spec",
 ]
