@@ -3,27 +3,45 @@
 from tokenwatt.energy.combined import CombinedMeter
 from tokenwatt.energy.cpu_model import CpuMode, CpuModelMeter, CpuModelParams
 from tokenwatt.energy.detect import MeterProbe, detect_meters, probe_meters
+from tokenwatt.energy.facility import (
+    FACILITY_PRESETS,
+    FacilityModel,
+    FacilityReport,
+    facility_preset,
+)
+from tokenwatt.energy.measurement import IdleBaseline, Measurement, PowerSample
 from tokenwatt.energy.meter import SCOPES, Component, Meter, Reading, Scope, is_estimated
+from tokenwatt.energy.monitor import EnergyMonitor, Window, WindowError
 from tokenwatt.energy.nvml import NvmlMeter
 from tokenwatt.energy.rapl import RaplMeter
 from tokenwatt.energy.replay import FixedPowerMeter, ReplayMeter
 
 __all__ = [
+    "FACILITY_PRESETS",
     "SCOPES",
     "CombinedMeter",
     "Component",
     "CpuMode",
     "CpuModelMeter",
     "CpuModelParams",
+    "EnergyMonitor",
+    "FacilityModel",
+    "FacilityReport",
     "FixedPowerMeter",
+    "IdleBaseline",
+    "Measurement",
     "Meter",
     "MeterProbe",
     "NvmlMeter",
+    "PowerSample",
     "RaplMeter",
     "Reading",
     "ReplayMeter",
     "Scope",
+    "Window",
+    "WindowError",
     "detect_meters",
+    "facility_preset",
     "is_estimated",
     "probe_meters",
 ]
