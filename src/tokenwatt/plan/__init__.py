@@ -1,3 +1,80 @@
-"""tokenwatt.plan (see its modules)."""
+"""The fleet planner: trace-driven simulation of energy, goodput and autoscaling.
 
-__all__: list[str] = []
+``simulate(PlanConfig(...), requests)`` runs one configuration; ``sweep`` and
+``search_min_energy`` run many in parallel; ``write_report`` renders results as HTML.
+"""
+
+from tokenwatt.plan.autoscalers import (
+    Autoscaler,
+    ConcurrencyAutoscaler,
+    FleetState,
+    PredictiveAutoscaler,
+    QueueKVAutoscaler,
+    ScalingGovernor,
+    StaticAutoscaler,
+    make_autoscaler,
+)
+from tokenwatt.plan.config import (
+    FacilityConfig,
+    PlanConfig,
+    ReplicaConfig,
+    ScalingConfig,
+    SLOConfig,
+    TierSpec,
+    WarehouseConfig,
+)
+from tokenwatt.plan.execution import ExecutionModel, ProfileModel, RooflineModel
+from tokenwatt.plan.hardware import (
+    AcceleratorSpec,
+    ModelSpec,
+    PowerModel,
+    accelerator_preset,
+    model_preset,
+    power_preset,
+)
+from tokenwatt.plan.results import PlanResult, facility_figures, load_result
+from tokenwatt.plan.routers import (
+    LeastOutstandingRouter,
+    PrefixAwareRouter,
+    RoundRobinRouter,
+    Router,
+    make_router,
+)
+from tokenwatt.plan.simulator import Simulation, simulate
+
+__all__ = [
+    "AcceleratorSpec",
+    "Autoscaler",
+    "ConcurrencyAutoscaler",
+    "ExecutionModel",
+    "FacilityConfig",
+    "FleetState",
+    "LeastOutstandingRouter",
+    "ModelSpec",
+    "PlanConfig",
+    "PlanResult",
+    "PowerModel",
+    "PredictiveAutoscaler",
+    "PrefixAwareRouter",
+    "ProfileModel",
+    "QueueKVAutoscaler",
+    "ReplicaConfig",
+    "RooflineModel",
+    "RoundRobinRouter",
+    "Router",
+    "SLOConfig",
+    "ScalingConfig",
+    "ScalingGovernor",
+    "Simulation",
+    "StaticAutoscaler",
+    "TierSpec",
+    "WarehouseConfig",
+    "accelerator_preset",
+    "facility_figures",
+    "load_result",
+    "make_autoscaler",
+    "make_router",
+    "model_preset",
+    "power_preset",
+    "simulate",
+]

@@ -1,0 +1,284 @@
+"""The planner's configuration: one frozen tree of dataclasses, validated on construction.
+
+``PlanConfig.from_dict`` reads the JSON form (what ``to_dict`` writes and the CLI accepts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tokenwatt.errors import ConfigError
+
+__all__ = [
+    "AUTOSCALERS",
+    "ROUTERS",
+    "FacilityConfig",
+    "PlanConfig",
+    "ReplicaConfig",
+    "SLOConfig",
+    "ScalingConfig",
+    "TierSpec",
+    "WarehouseConfig",
+]
+
+ROUTERS = ("round_robin", "least_outstanding", "prefix_aware")
+"""Router names ``PlanConfig.router`` accepts."""
+AUTOSCALERS = ("static", "concurrency", "queue_kv", "predictive")
+"""Autoscaler names ``PlanConfig.autoscaler`` accepts."""
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    """Limits of one replica's continuous-batching scheduler."""
+
+    max_batch: int = 256
+    """Most requests decoded together (vLLM's max_num_seqs)."""
+    max_prefill_tokens: int = 8192
+    """Most new tokens in one prefill iteration (a longer single prompt still runs alone)."""
+    kv_capacity_tokens: int | None = None
+    """KV-cache capacity in tokens; None derives it from accelerator memory minus weights."""
+    prefix_cache_tokens: int | None = None
+    """Tokens of finished prompts a replica keeps for prefix reuse; None: a quarter of its KV
+    capacity (an assumption: idle KV blocks vLLM keeps), 0: no reuse on the replica."""
+
+    def __post_init__(self) -> None:
+        _check(self.max_batch >= 1, f"replica: max_batch must be >= 1, got {self.max_batch}")
+        _check(self.max_prefill_tokens >= 1, "replica: max_prefill_tokens must be >= 1")
+        _check(
+            self.kv_capacity_tokens is None or self.kv_capacity_tokens > 0,
+            f"replica: kv_capacity_tokens must be > 0, got {self.kv_capacity_tokens}",
+        )
+        _check(
+            self.prefix_cache_tokens is None or self.prefix_cache_tokens >= 0,
+            f"replica: prefix_cache_tokens must be >= 0, got {self.prefix_cache_tokens}",
+        )
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """Bounds, delays and cold start shared by every autoscaler."""
+
+    min_replicas: int = 1
+    """Fewest replicas kept on; 0 allows scale to zero."""
+    max_replicas: int = 10
+    """Most replicas the autoscaler may run."""
+    initial_replicas: int | None = None
+    """Replicas ready at time 0; None: min_replicas (static: its replica count)."""
+    scale_up_delay_s: float = 0.0
+    """A higher recommendation must hold this long before replicas start."""
+    scale_down_delay_s: float = 300.0
+    """A lower recommendation must hold this long before replicas stop (AIBrix: 300 s)."""
+    cold_start_s: float = 30.0
+    """Seconds from start to ready (8B model with cached weights: 25-30 s, vendor write-ups)."""
+    tick_s: float = 2.0
+    """Seconds between autoscaler decisions (Knative's tick is 2 s)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.min_replicas >= 0, f"scaling: min_replicas must be >= 0, got {self.min_replicas}"
+        )
+        _check(
+            self.max_replicas >= max(1, self.min_replicas),
+            f"scaling: max_replicas ({self.max_replicas}) must be >= 1 and >= min_replicas",
+        )
+        _check(
+            self.initial_replicas is None or 0 <= self.initial_replicas <= self.max_replicas,
+            "scaling: initial_replicas must be in [0, max_replicas]",
+        )
+        for name in ("scale_up_delay_s", "scale_down_delay_s", "cold_start_s"):
+            value = getattr(self, name)
+            _check(
+                value >= 0 and math.isfinite(value), f"scaling: {name} must be >= 0, got {value}"
+            )
+        _check(self.tick_s > 0, f"scaling: tick_s must be > 0, got {self.tick_s}")
+
+
+@dataclass(frozen=True)
+class SLOConfig:
+    """The service-level objective a request must meet to count toward goodput."""
+
+    ttft_s: float = 2.0
+    """Most seconds to the first token."""
+    tpot_s: float = 0.2
+    """Most mean seconds per output token after the first."""
+
+    def __post_init__(self) -> None:
+        _check(self.ttft_s > 0 and self.tpot_s > 0, "slo: ttft_s and tpot_s must be > 0")
+
+
+@dataclass(frozen=True)
+class FacilityConfig:
+    """Facility figures applied to the fleet's IT energy."""
+
+    pue: float = 1.56
+    """Power usage effectiveness (Uptime Institute 2024 average: 1.56)."""
+    erf: float = 0.0
+    """Energy reuse factor: reused heat / facility energy (Helsinki district heating: 0.2-0.3)."""
+    carbon_g_per_kwh: float = 475.0
+    """Grid carbon intensity (CodeCarbon's world-average default: 475 gCO2/kWh)."""
+    price_per_kwh: float = 0.0
+    """Electricity price per kWh in your currency (0: cost not computed)."""
+    accelerator_hour_price: float = 0.0
+    """Price of one accelerator-hour (0: not computed)."""
+
+    def __post_init__(self) -> None:
+        _check(self.pue >= 1.0, f"facility: pue must be >= 1, got {self.pue}")
+        _check(0.0 <= self.erf <= 1.0, f"facility: erf must be in [0, 1], got {self.erf}")
+        for name in ("carbon_g_per_kwh", "price_per_kwh", "accelerator_hour_price"):
+            _check(getattr(self, name) >= 0, f"facility: {name} must be >= 0")
+
+
+@dataclass(frozen=True)
+class TierSpec:
+    """One warehouse tier: capacity and the bandwidth a replica loads from it at."""
+
+    name: str = "dram"
+    """Tier name (dram, disk, redis...)."""
+    capacity_bytes: float = 512e9
+    """Bytes of KV cache the tier holds."""
+    bandwidth_bytes_per_s: float = 25e9
+    """Load bandwidth into the accelerator (an assumption: PCIe 5 x16 effective)."""
+
+    def __post_init__(self) -> None:
+        _check(
+            self.capacity_bytes >= 0,
+            f"warehouse tier {self.name}: capacity_bytes must be >= 0, got {self.capacity_bytes}",
+        )
+        _check(
+            self.bandwidth_bytes_per_s > 0,
+            f"warehouse tier {self.name}: bandwidth_bytes_per_s must be > 0",
+        )
+
+
+@dataclass(frozen=True)
+class WarehouseConfig:
+    """A fleet-shared token warehouse; no tiers means no warehouse."""
+
+    tiers: tuple[TierSpec, ...] = ()
+    """Tiers from fastest to slowest; evictions demote to the next tier."""
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """Everything one simulation needs besides the trace."""
+
+    accelerator: str = "H100-SXM"
+    """Accelerator preset (H100-SXM, H200-SXM, A100-SXM-80GB)."""
+    model: str = "llama-3.1-8b"
+    """Model preset (llama-3.1-8b, llama-3.3-70b)."""
+    devices_per_replica: int = 1
+    """Accelerators per replica (tensor parallel)."""
+    power: str | None = None
+    """Power preset; None: the accelerator's."""
+    profile_path: str | None = None
+    """A calibration profile JSON; None uses the roofline model."""
+    router: Literal["round_robin", "least_outstanding", "prefix_aware"] = "least_outstanding"
+    """How arrivals pick a replica."""
+    autoscaler: Literal["static", "concurrency", "queue_kv", "predictive"] = "static"
+    """Which autoscaler decides the replica count."""
+    autoscaler_params: dict[str, float] = field(default_factory=dict)
+    """Autoscaler keyword parameters (e.g. replicas for static, target for concurrency)."""
+    replica: ReplicaConfig = field(default_factory=ReplicaConfig)
+    """Per-replica scheduler limits."""
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    """Bounds, delays and cold start."""
+    slo: SLOConfig = field(default_factory=SLOConfig)
+    """The SLO behind goodput."""
+    facility: FacilityConfig = field(default_factory=FacilityConfig)
+    """PUE, heat reuse, carbon and prices."""
+    warehouse: WarehouseConfig = field(default_factory=WarehouseConfig)
+    """The shared token warehouse (off by default)."""
+    mode: Literal["fast", "step"] = "fast"
+    """fast: jump over decode iterations analytically; step: one event per iteration."""
+    seed: int = 0
+    """Seed for every random choice in the run."""
+    timeline_interval_s: float = 60.0
+    """Width of the timeline buckets."""
+    drop_after_s: float | None = None
+    """Drop a request still waiting this long after arrival; None: never."""
+
+    def __post_init__(self) -> None:
+        _check(self.devices_per_replica >= 1, "devices_per_replica must be >= 1")
+        _check(
+            self.router in ROUTERS,
+            f"unknown router {self.router!r}; choose one of: {', '.join(ROUTERS)}",
+        )
+        _check(
+            self.autoscaler in AUTOSCALERS,
+            f"unknown autoscaler {self.autoscaler!r}; choose one of: {', '.join(AUTOSCALERS)}",
+        )
+        _check(self.mode in ("fast", "step"), f"mode must be fast or step, got {self.mode!r}")
+        _check(self.timeline_interval_s > 0, "timeline_interval_s must be > 0")
+        _check(
+            self.drop_after_s is None or self.drop_after_s > 0,
+            f"drop_after_s must be > 0 or None, got {self.drop_after_s}",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (``from_dict`` reads it back)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> PlanConfig:
+        """A copy with ``changes``; dotted keys reach nested configs (``scaling.min_replicas``)."""
+        data = self.to_dict()
+        for key, value in changes.items():
+            node = data
+            parts = key.split(".")
+            for part in parts[:-1]:
+                if part not in node or not isinstance(node[part], dict):
+                    raise ConfigError(f"unknown config key {key!r}")
+                node = node[part]
+            if parts[-1] not in node and parts[0] != "autoscaler_params":
+                raise ConfigError(f"unknown config key {key!r}")
+            node[parts[-1]] = value
+        return PlanConfig.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanConfig:
+        """Build from a (possibly partial) dict; unknown keys raise ConfigError naming them."""
+        nested: dict[str, type[Any]] = {
+            "replica": ReplicaConfig,
+            "scaling": ScalingConfig,
+            "slo": SLOConfig,
+            "facility": FacilityConfig,
+        }
+        kwargs: dict[str, Any] = {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(known))}")
+            if key in nested:
+                kwargs[key] = _build(nested[key], value, key)
+            elif key == "warehouse":
+                tiers = (value or {}).get("tiers", ())
+                kwargs[key] = WarehouseConfig(
+                    tuple(_build(TierSpec, t, "warehouse.tiers") for t in tiers)
+                )
+            elif key == "autoscaler_params":
+                kwargs[key] = {str(k): float(v) for k, v in (value or {}).items()}
+            else:
+                kwargs[key] = value
+        return cls(**kwargs)
+
+
+def _build(kind: type[Any], value: Any, where: str) -> Any:
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"config {where} must be an object, got {type(value).__name__}")
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}")
+    try:
+        return kind(**value)
+    except TypeError as exc:
+        raise ConfigError(f"config {where}: {exc}") from None
