@@ -9,6 +9,7 @@ from tokenwatt.energy.facility import (
     FacilityReport,
     facility_preset,
 )
+from tokenwatt.energy.measure import CommandMeasurement, CommandNotStartedError, measure_command
 from tokenwatt.energy.measurement import IdleBaseline, Measurement, PowerSample
 from tokenwatt.energy.meter import SCOPES, Component, Meter, Reading, Scope, is_estimated
 from tokenwatt.energy.monitor import EnergyMonitor, Window, WindowError
@@ -20,6 +21,8 @@ __all__ = [
     "FACILITY_PRESETS",
     "SCOPES",
     "CombinedMeter",
+    "CommandMeasurement",
+    "CommandNotStartedError",
     "Component",
     "CpuMode",
     "CpuModelMeter",
@@ -43,5 +46,6 @@ __all__ = [
     "detect_meters",
     "facility_preset",
     "is_estimated",
+    "measure_command",
     "probe_meters",
 ]
