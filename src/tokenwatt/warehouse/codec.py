@@ -1,0 +1,249 @@
+"""Block codec: a self-describing header plus the raw KV tensor bytes, verified on every decode.
+
+The header names the format version, the block key, the model fingerprint digest, the token
+count, the dtype and every tensor shape, and carries CRC-32 checksums of itself and the payload.
+Any mismatch raises a :class:`BlockError` subclass; the store turns those into misses.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tokenwatt.errors import WarehouseError
+
+from .keys import KEY_BYTES
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "BlockChecksumError",
+    "BlockError",
+    "BlockFormatError",
+    "BlockHeader",
+    "BlockMismatchError",
+    "BlockTruncatedError",
+    "DecodedBlock",
+    "decode_block",
+    "encode_block",
+    "read_header",
+]
+
+MAGIC = b"TWKV"
+FORMAT_VERSION = 1
+
+# magic, version, header length (bytes, including both checksums)
+_FIXED = struct.Struct("<4sHI")
+_TAIL = struct.Struct("<QII")  # payload length, payload crc32, header crc32
+_MAX_HEADER_BYTES = 1 << 20
+
+
+class BlockError(WarehouseError):
+    """A stored block cannot be used; ``reason`` is a short label used in the stats."""
+
+    reason = "corrupt"
+
+
+class BlockFormatError(BlockError):
+    """The bytes are not a block of a format version this build reads (or the header is mangled)."""
+
+    reason = "format"
+
+
+class BlockTruncatedError(BlockError):
+    """The block is shorter (or longer) than its header says."""
+
+    reason = "truncated"
+
+
+class BlockChecksumError(BlockError):
+    """The header or payload checksum does not match: the bytes were damaged."""
+
+    reason = "checksum"
+
+
+class BlockMismatchError(BlockError):
+    """The block is intact but belongs elsewhere: another key, model fingerprint or size."""
+
+    reason = "mismatch"
+
+
+@dataclass(frozen=True)
+class BlockHeader:
+    """What a block's header says about it."""
+
+    version: int = FORMAT_VERSION
+    """Format version the block was written with."""
+    key: str = ""
+    """Hex block key the block was written under."""
+    fingerprint: bytes = b""
+    """16-byte digest of the model fingerprint (see ``keys.fingerprint_digest``)."""
+    token_count: int = 0
+    """Tokens the block covers."""
+    dtype: str = "<f4"
+    """Numpy dtype string of every tensor."""
+    shapes: tuple[tuple[int, ...], ...] = ()
+    """Shape of each tensor, in payload order."""
+    header_bytes: int = 0
+    """Length of the header (the payload starts here)."""
+    payload_bytes: int = 0
+    """Length of the payload."""
+    payload_crc32: int = 0
+    """CRC-32 of the payload."""
+
+    @property
+    def total_bytes(self) -> int:
+        """Length of the whole encoded block."""
+        return self.header_bytes + self.payload_bytes
+
+
+@dataclass(frozen=True)
+class DecodedBlock:
+    """A verified block: its header and read-only tensor views over the encoded bytes."""
+
+    header: BlockHeader
+    """The verified header."""
+    arrays: tuple[np.ndarray, ...]
+    """One array per stored tensor (zero-copy, read-only)."""
+
+
+def encode_block(
+    key: str, fingerprint: bytes, token_count: int, arrays: Sequence[np.ndarray]
+) -> bytes:
+    """Encode tensors (all of one dtype) as a block for ``key`` under model ``fingerprint``."""
+    if len(fingerprint) != KEY_BYTES:
+        raise WarehouseError(
+            f"fingerprint digest must be {KEY_BYTES} bytes, got {len(fingerprint)}"
+        )
+    key_raw = bytes.fromhex(key)
+    if len(key_raw) != KEY_BYTES:
+        raise WarehouseError(f"block key must be {2 * KEY_BYTES} hex characters, got {key!r}")
+    if not arrays:
+        raise WarehouseError("a block needs at least one tensor")
+    dtype = np.dtype(arrays[0].dtype)
+    if any(np.dtype(a.dtype) != dtype for a in arrays):
+        raise WarehouseError("every tensor of a block must share one dtype")
+    dtype_raw = dtype.str.encode("ascii")
+    parts = [
+        key_raw,
+        fingerprint,
+        struct.pack("<IB", token_count, len(dtype_raw)),
+        dtype_raw,
+        struct.pack("<H", len(arrays)),
+    ]
+    for a in arrays:
+        parts.append(struct.pack(f"<B{a.ndim}I", a.ndim, *a.shape))
+    payload = b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)
+    body = b"".join(parts)
+    header_len = _FIXED.size + len(body) + _TAIL.size
+    head = _FIXED.pack(MAGIC, FORMAT_VERSION, header_len) + body
+    head += struct.pack("<QI", len(payload), zlib.crc32(payload))
+    head += struct.pack("<I", zlib.crc32(head))
+    return head + payload
+
+
+def read_header(data: bytes | memoryview) -> BlockHeader:
+    """Parse and check a header (magic, version, header checksum); ``data`` may be just the header.
+
+    Raises a :class:`BlockError` subclass if the header is damaged or of another format.
+    """
+    view = memoryview(data)
+    if len(view) < _FIXED.size:
+        raise BlockTruncatedError(f"block is {len(view)} bytes, shorter than a header")
+    magic, version, header_len = _FIXED.unpack_from(view, 0)
+    if magic != MAGIC:
+        raise BlockFormatError("not a tokenwatt KV block (bad magic)")
+    if version != FORMAT_VERSION:
+        raise BlockFormatError(f"block format version {version}, this build reads {FORMAT_VERSION}")
+    if not _FIXED.size + 2 * KEY_BYTES + _TAIL.size <= header_len <= _MAX_HEADER_BYTES:
+        raise BlockFormatError(f"implausible header length {header_len}")
+    if len(view) < header_len:
+        raise BlockTruncatedError(f"block is {len(view)} bytes, its header alone is {header_len}")
+    (header_crc,) = struct.unpack_from("<I", view, header_len - 4)
+    if zlib.crc32(view[: header_len - 4]) != header_crc:
+        raise BlockChecksumError("header checksum mismatch")
+    try:
+        return _parse_body(view, header_len)
+    except (struct.error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise BlockFormatError(f"malformed header: {exc}") from None
+
+
+def _parse_body(view: memoryview, header_len: int) -> BlockHeader:
+    pos = _FIXED.size
+    key = bytes(view[pos : pos + KEY_BYTES]).hex()
+    pos += KEY_BYTES
+    fingerprint = bytes(view[pos : pos + KEY_BYTES])
+    pos += KEY_BYTES
+    token_count, dtype_len = struct.unpack_from("<IB", view, pos)
+    pos += 5
+    dtype = bytes(view[pos : pos + dtype_len]).decode("ascii")
+    pos += dtype_len
+    (n_arrays,) = struct.unpack_from("<H", view, pos)
+    pos += 2
+    shapes: list[tuple[int, ...]] = []
+    for _ in range(n_arrays):
+        ndim = view[pos]
+        dims = struct.unpack_from(f"<{ndim}I", view, pos + 1)
+        shapes.append(tuple(dims))
+        pos += 1 + 4 * ndim
+    payload_len, payload_crc, _ = _TAIL.unpack_from(view, pos)
+    if pos + _TAIL.size != header_len:
+        raise BlockFormatError("header length does not match its fields")
+    itemsize = np.dtype(dtype).itemsize
+    expected = sum(int(np.prod(s, dtype=np.int64)) for s in shapes) * itemsize
+    if expected != payload_len:
+        raise BlockFormatError(f"shapes need {expected} payload bytes, header says {payload_len}")
+    return BlockHeader(
+        version=FORMAT_VERSION,
+        key=key,
+        fingerprint=fingerprint,
+        token_count=token_count,
+        dtype=dtype,
+        shapes=tuple(shapes),
+        header_bytes=header_len,
+        payload_bytes=payload_len,
+        payload_crc32=payload_crc,
+    )
+
+
+def decode_block(
+    data: bytes,
+    *,
+    key: str | None = None,
+    fingerprint: bytes | None = None,
+    token_count: int | None = None,
+    verify_payload: bool = True,
+) -> DecodedBlock:
+    """Verify ``data`` and return its tensors; ``key``, ``fingerprint``, ``token_count`` if given.
+
+    ``verify_payload=False`` skips only the payload CRC (for bytes verified when they entered
+    this process and held immutable since); the header is always checked.
+    """
+    header = read_header(data)
+    if len(data) != header.total_bytes:
+        raise BlockTruncatedError(
+            f"block is {len(data)} bytes, its header says {header.total_bytes}"
+        )
+    if key is not None and header.key != key:
+        raise BlockMismatchError(f"block stored under {key} says it is {header.key}")
+    if fingerprint is not None and header.fingerprint != fingerprint:
+        raise BlockMismatchError("block was written for another model (fingerprint mismatch)")
+    if token_count is not None and header.token_count != token_count:
+        raise BlockMismatchError(
+            f"block covers {header.token_count} tokens, expected {token_count}"
+        )
+    view = memoryview(data)[header.header_bytes :]
+    if verify_payload and zlib.crc32(view) != header.payload_crc32:
+        raise BlockChecksumError("payload checksum mismatch")
+    dtype = np.dtype(header.dtype)
+    arrays: list[np.ndarray] = []
+    offset = 0
+    for shape in header.shapes:
+        count = int(np.prod(shape, dtype=np.int64))
+        arrays.append(np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape))
+        offset += count * dtype.itemsize
+    return DecodedBlock(header=header, arrays=tuple(arrays))

@@ -1,0 +1,146 @@
+"""`tokenwatt warehouse stats|verify|clear` on a disk directory and on a real Redis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tokenwatt.cli.main import app
+from tokenwatt.warehouse.codec import encode_block
+from tokenwatt.warehouse.disk import DiskTier
+from tokenwatt.warehouse.keys import fingerprint_digest
+from tokenwatt.warehouse.redis_tier import RedisTier
+
+# The real redis-server fixtures live with the warehouse tests; reuse them here.
+from ..warehouse.conftest import redis_server, redis_url  # noqa: F401
+
+A, B, C = "aa" * 16, "bb" * 16, "cc" * 16
+FP = fingerprint_digest("m")
+
+
+def _text(output: str) -> str:
+    """CLI output with rich's line wrapping undone."""
+    return " ".join(output.split())
+
+
+def _block(key: str) -> bytes:
+    return encode_block(key, FP, 4, [np.arange(8, dtype=np.float32).reshape(1, 4, 2)])
+
+
+@pytest.fixture
+def disk_dir(tmp_path: Path) -> Path:
+    """A disk tier with blocks A and B (good) and C (payload byte flipped)."""
+    tier = DiskTier(tmp_path, 1 << 20)
+    for key in (A, B, C):
+        tier.put(key, _block(key))
+    path = tier.path_of(C)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    tier.close()
+    return tmp_path
+
+
+def test_stats_json(disk_dir: Path) -> None:
+    """stats --json counts blocks, bytes, block sizes and fingerprints."""
+    result = CliRunner().invoke(app, ["warehouse", "stats", "--disk", str(disk_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["blocks"] == 3
+    assert data["used_bytes"] == 3 * len(_block(A))
+    assert data["blocks_by_token_count"] == {"4": 3}
+    assert data["blocks_by_fingerprint"] == {FP.hex(): 3}
+
+
+def test_stats_table(disk_dir: Path) -> None:
+    """stats prints a table with the block count."""
+    result = CliRunner().invoke(app, ["warehouse", "stats", "--disk", str(disk_dir)])
+    assert result.exit_code == 0
+    assert "blocks of 4 tokens" in result.output
+
+
+def test_verify_reports_without_removing(disk_dir: Path) -> None:
+    """verify names the bad block, exits 1, and leaves it in place."""
+    result = CliRunner().invoke(app, ["warehouse", "verify", "--disk", str(disk_dir)])
+    assert result.exit_code == 1
+    assert f"bad {C}: payload checksum mismatch" in result.output
+    assert "checked 3 blocks: 2 ok, 1 bad, 0 removed" in result.output
+    assert DiskTier(disk_dir, 1 << 20, repair=False).contains(C)
+
+
+def test_verify_reports_truncated_file_without_removing(disk_dir: Path) -> None:
+    """A truncated file is reported (not silently deleted) when --remove is not given."""
+    path = DiskTier(disk_dir, 1).path_of(A)
+    path.write_bytes(path.read_bytes()[:-2])
+    result = CliRunner().invoke(app, ["warehouse", "verify", "--disk", str(disk_dir)])
+    assert result.exit_code == 1
+    assert "2 bad" in result.output
+    assert path.exists()
+
+
+def test_verify_remove(disk_dir: Path) -> None:
+    """verify --remove deletes the bad block and exits 0; a second verify is clean."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["warehouse", "verify", "--disk", str(disk_dir), "--remove"])
+    assert result.exit_code == 0
+    assert "1 bad, 1 removed" in result.output
+    again = runner.invoke(app, ["warehouse", "verify", "--disk", str(disk_dir)])
+    assert "checked 2 blocks: 2 ok, 0 bad" in again.output
+
+
+def test_clear_needs_yes(disk_dir: Path) -> None:
+    """clear without --yes refuses with exit 2 and deletes nothing."""
+    result = CliRunner().invoke(app, ["warehouse", "clear", "--disk", str(disk_dir)])
+    assert result.exit_code == 2
+    assert DiskTier(disk_dir, 1 << 20).usage().blocks == 3
+
+
+def test_clear_yes(disk_dir: Path) -> None:
+    """clear --yes removes every block."""
+    result = CliRunner().invoke(app, ["warehouse", "clear", "--disk", str(disk_dir), "--yes"])
+    assert result.exit_code == 0
+    assert "removed 3 blocks" in result.output
+    assert DiskTier(disk_dir, 1 << 20).usage().blocks == 0
+
+
+def test_needs_exactly_one_target(tmp_path: Path) -> None:
+    """Neither or both of --disk/--redis is a clear error with exit 2."""
+    result = CliRunner().invoke(app, ["warehouse", "stats"])
+    assert result.exit_code == 2
+    assert "exactly one of --disk DIR or --redis URL" in _text(result.output)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    """A --disk path that does not exist is an error, not an empty warehouse created there."""
+    result = CliRunner().invoke(app, ["warehouse", "stats", "--disk", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "is not a directory" in _text(result.output)
+    assert not (tmp_path / "nope").exists()
+
+
+def test_dead_redis_is_a_clear_error() -> None:
+    """A Redis URL nobody answers gives a message, not a traceback."""
+    result = CliRunner().invoke(
+        app, ["warehouse", "stats", "--redis", "redis://127.0.0.1:1/0", "--timeout", "0.2"]
+    )
+    assert result.exit_code == 2
+    assert "is the server running?" in _text(result.output)
+
+
+def test_redis_verify_and_clear(redis_url: str) -> None:  # noqa: F811
+    """verify and clear work on Redis blocks under the default key prefix."""
+    tier = RedisTier(redis_url)
+    tier.put(A, _block(A))
+    tier.put(B, _block(A))  # intact block under the wrong key
+    runner = CliRunner()
+    result = runner.invoke(app, ["warehouse", "verify", "--redis", redis_url])
+    assert result.exit_code == 1
+    assert "checked 2 blocks: 1 ok, 1 bad" in result.output
+    result = runner.invoke(app, ["warehouse", "clear", "--redis", redis_url, "--yes"])
+    assert "removed 2 blocks" in result.output
+    assert list(tier.iter_keys()) == []
+    tier.close()

@@ -1,0 +1,65 @@
+"""Load-or-recompute decision."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenwatt.errors import ConfigError
+from tokenwatt.warehouse.decision import DecisionConfig, LoadDecider
+
+
+def test_loads_everything_before_any_prefill_measurement() -> None:
+    """With no prefill timing, every available block is loaded."""
+    assert LoadDecider().blocks_to_load(["disk"] * 3, block_tokens=256) == 3
+
+
+def test_cheap_tier_loaded_expensive_tier_not() -> None:
+    """Blocks in a tier faster than prefill load; blocks after them in a slower tier do not."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=1.0))
+    d.observe_prefill(tokens=100, seconds=0.1)  # 1 ms/token -> 0.1 s per 100-token block
+    d.observe_load("dram", blocks=1, nbytes=1, seconds=0.01)
+    d.observe_load("redis", blocks=1, nbytes=1, seconds=0.5)
+    assert d.blocks_to_load(["dram", "dram", "redis", "redis"], block_tokens=100) == 2
+
+
+def test_slow_block_between_fast_ones_is_worth_it_overall() -> None:
+    """A loss on one block is accepted when the blocks after it more than make up for it."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=1.0))
+    d.observe_prefill(tokens=100, seconds=0.1)
+    d.observe_load("dram", blocks=1, nbytes=1, seconds=0.0)
+    d.observe_load("redis", blocks=1, nbytes=1, seconds=0.15)
+    # saved: 0.1, 0.05, 0.15, 0.25 -> best at 4 blocks
+    assert d.blocks_to_load(["dram", "redis", "dram", "dram"], block_tokens=100) == 4
+
+
+def test_ewma_of_prefill_and_energy() -> None:
+    """Moving averages follow alpha: 0.5 between 1 ms and 3 ms per token gives 2 ms."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=0.5))
+    d.observe_prefill(tokens=1000, seconds=1.0, energy_j=10.0, energy_source="rapl")
+    d.observe_prefill(tokens=1000, seconds=3.0, energy_j=30.0, energy_source="rapl")
+    assert d.prefill_s_per_token == pytest.approx(0.002)
+    assert d.energy_j_per_token == pytest.approx(0.02)
+    assert d.energy_source == "rapl"
+
+
+def test_bandwidth_tracked_per_tier() -> None:
+    """Observed loads give bytes per second and seconds per block per tier."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=1.0))
+    d.observe_load("disk", blocks=4, nbytes=4_000_000, seconds=0.002)
+    assert d.bandwidth_bytes_per_s("disk") == pytest.approx(2e9)
+    assert d.load_s_per_block("disk") == pytest.approx(0.0005)
+    assert d.bandwidth_bytes_per_s("redis") is None
+
+
+def test_disabled_decision_loads_all() -> None:
+    """enabled=False loads every block whatever the measurements."""
+    d = LoadDecider(DecisionConfig(enabled=False))
+    d.observe_prefill(tokens=1, seconds=1e-9)
+    d.observe_load("disk", blocks=1, nbytes=1, seconds=10.0)
+    assert d.blocks_to_load(["disk"], block_tokens=1) == 1
+
+
+def test_config_validated() -> None:
+    """alpha outside (0, 1] is rejected."""
+    with pytest.raises(ConfigError, match="ewma_alpha"):
+        DecisionConfig(ewma_alpha=0.0)

@@ -1,0 +1,120 @@
+"""Disk tier: atomic files, byte budget, an index rebuilt and checked at open."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tokenwatt.errors import WarehouseError
+from tokenwatt.warehouse.codec import encode_block
+from tokenwatt.warehouse.disk import DiskTier
+from tokenwatt.warehouse.keys import fingerprint_digest
+
+FP = fingerprint_digest("m")
+A, B, C = "aa" * 16, "bb" * 16, "cc" * 16
+KV = Callable[..., list[np.ndarray]]
+
+
+def _block(key: str, make_kv: KV, seed: int = 0) -> bytes:
+    return encode_block(key, FP, 4, make_kv(seed))
+
+
+def test_constructor_does_no_io(tmp_path: Path) -> None:
+    """Creating a DiskTier does not touch the directory until first use."""
+    DiskTier(tmp_path / "d", 1000)
+    assert not (tmp_path / "d").exists()
+
+
+def test_index_survives_restart(tmp_path: Path, make_kv: KV) -> None:
+    """Blocks written by one DiskTier are found by a new one on the same directory."""
+    first = DiskTier(tmp_path, 1 << 20)
+    first.put(A, _block(A, make_kv))
+    first.put(B, _block(B, make_kv))
+    first.close()
+    second = DiskTier(tmp_path, 1 << 20).open()
+    assert sorted(second.iter_keys()) == [A, B]
+    assert second.get(A) == _block(A, make_kv)
+    assert second.rejected_at_open == 0
+
+
+def test_bad_files_removed_at_open(tmp_path: Path, make_kv: KV) -> None:
+    """Truncated, misnamed, garbage and leftover temporary files are removed at open."""
+    t = DiskTier(tmp_path, 1 << 20)
+    for key in (A, B, C):
+        t.put(key, _block(key, make_kv))
+    t.close()
+    a_path, b_path, c_path = (t.path_of(k) for k in (A, B, C))
+    a_path.write_bytes(a_path.read_bytes()[:-3])  # truncated
+    b_path.write_bytes(_block(C, make_kv))  # intact block under the wrong name
+    garbage = t.path_of("dd" * 16)
+    garbage.parent.mkdir(exist_ok=True)
+    garbage.write_bytes(b"junk")
+    (tmp_path / "tmp" / "x.tmp").write_bytes(b"half a block")
+    reopened = DiskTier(tmp_path, 1 << 20).open()
+    assert list(reopened.iter_keys()) == [C]
+    assert reopened.rejected_at_open == 4
+    assert not a_path.exists() and not b_path.exists() and c_path.exists()
+
+
+def test_budget_evicts_oldest(tmp_path: Path, make_kv: KV) -> None:
+    """With room for two blocks, writing a third evicts the least recently used file."""
+    size = len(_block(A, make_kv))
+    t = DiskTier(tmp_path, 2 * size)
+    t.put(A, _block(A, make_kv))
+    t.put(B, _block(B, make_kv))
+    t.get(A)
+    t.put(C, _block(C, make_kv))
+    assert t.contains_many([A, B, C]) == [True, False, True]
+    assert not t.path_of(B).exists()
+    assert t.usage().used_bytes == 2 * size
+
+
+def test_smaller_budget_at_reopen_evicts(tmp_path: Path, make_kv: KV) -> None:
+    """Reopening with a budget below what is stored evicts down to the budget."""
+    t = DiskTier(tmp_path, 1 << 20)
+    for key in (A, B, C):
+        t.put(key, _block(key, make_kv))
+    t.close()
+    size = len(_block(A, make_kv))
+    assert DiskTier(tmp_path, size).usage().blocks == 1
+
+
+def test_no_temporary_files_left(tmp_path: Path, make_kv: KV) -> None:
+    """After puts, the temporary directory is empty (writes were renamed into place)."""
+    t = DiskTier(tmp_path, 1 << 20)
+    t.put(A, _block(A, make_kv))
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_file_deleted_behind_its_back(tmp_path: Path, make_kv: KV) -> None:
+    """A file removed by someone else reads as a miss, and leaves the index."""
+    t = DiskTier(tmp_path, 1 << 20)
+    t.put(A, _block(A, make_kv))
+    t.path_of(A).unlink()
+    assert t.get(A) is None
+    assert not t.contains(A)
+
+
+def test_clear(tmp_path: Path, make_kv: KV) -> None:
+    """clear() removes every block file and returns the count."""
+    t = DiskTier(tmp_path, 1 << 20)
+    t.put(A, _block(A, make_kv))
+    t.put(B, _block(B, make_kv))
+    assert t.clear() == 2
+    assert t.usage().blocks == 0
+
+
+def test_unusable_directory(tmp_path: Path) -> None:
+    """A path under a regular file gives a clear WarehouseError."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WarehouseError, match="pick a writable directory"):
+        DiskTier(tmp_path / "file" / "sub", 100).open()
+
+
+def test_non_hex_key_rejected(tmp_path: Path) -> None:
+    """Keys must be lowercase hex (they become file names)."""
+    with pytest.raises(WarehouseError, match="hex"):
+        DiskTier(tmp_path, 100).put("../../etc", b"x")

@@ -1,0 +1,96 @@
+"""Redis tier against a real redis-server: TTL, prefixes, cluster mode, a server killed mid-run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from tokenwatt.errors import ConfigError
+from tokenwatt.warehouse.keys import BlockHasher
+from tokenwatt.warehouse.memory import MemoryTier
+from tokenwatt.warehouse.redis_tier import RedisTier
+from tokenwatt.warehouse.store import StoreConfig, TierConfig, TieredStore
+
+from .conftest import RedisProcess
+
+A, B = "aa" * 16, "bb" * 16
+KV = Callable[..., list[np.ndarray]]
+
+
+def test_constructor_does_not_connect() -> None:
+    """A RedisTier on a port nobody listens on can be built (it connects on first use)."""
+    RedisTier("redis://127.0.0.1:1/0")
+
+
+def test_bad_url_rejected() -> None:
+    """A URL without a redis scheme is a configuration error naming the fix."""
+    with pytest.raises(ConfigError, match="redis://"):
+        RedisTier("localhost:6379")
+
+
+def test_ttl_expires_blocks(redis_url: str) -> None:
+    """With ttl_s=0.2, a block is gone half a second later."""
+    tier = RedisTier(redis_url, ttl_s=0.2)
+    tier.put(A, b"x")
+    assert tier.contains(A)
+    time.sleep(0.5)
+    assert not tier.contains(A)
+
+
+def test_key_prefix_isolates(redis_url: str) -> None:
+    """Two prefixes on one server do not see each other's blocks."""
+    one = RedisTier(redis_url, key_prefix="one:")
+    two = RedisTier(redis_url, key_prefix="two:")
+    one.put(A, b"x")
+    assert not two.contains(A)
+    assert list(two.iter_keys()) == []
+    assert two.clear() == 0 and one.clear() == 1
+
+
+def test_dead_server_fails_fast() -> None:
+    """A call to a port with no server raises within about the socket timeout."""
+    tier = RedisTier("redis://127.0.0.1:1/0", socket_timeout_s=0.2)
+    start = time.monotonic()
+    with pytest.raises(Exception):  # noqa: B017 - any redis-py connection error will do
+        tier.get(A)
+    assert time.monotonic() - start < 5
+
+
+def test_killed_mid_run_reads_as_miss(own_redis: RedisProcess, make_kv: KV) -> None:
+    """After the server dies, loads return what DRAM has, writes still succeed; nothing raises."""
+    hasher = BlockHasher("m", block_tokens=4)
+    keys = hasher.keys(range(8))
+    store = TieredStore(
+        [TierConfig(MemoryTier(0)), TierConfig(RedisTier(own_redis.url), timeout_s=1.0)],
+        fingerprint="m",
+        config=StoreConfig(backoff_initial_s=30.0, backoff_max_s=30.0),
+    )
+    store.put([(k, make_kv(i)) for i, k in enumerate(keys)], block_tokens=4)
+    assert len(store.load(keys, block_tokens=4).blocks) == 2
+    own_redis.stop()
+    start = time.monotonic()
+    assert store.load(keys, block_tokens=4).blocks == ()
+    store.put([(keys[0], make_kv(0))], block_tokens=4)
+    assert store.load(keys, block_tokens=4).blocks == ()
+    assert time.monotonic() - start < 5
+    counters = store.stats.snapshot().tiers["redis"]
+    assert counters.errors == 1
+    assert counters.skipped == 2
+    store.close()
+
+
+@pytest.mark.slow
+def test_cluster_mode(redis_cluster: str, make_kv: KV) -> None:
+    """Blocks spread over a 3-node cluster come back through batched and single calls."""
+    tier = RedisTier(redis_cluster, cluster=True)
+    keys = BlockHasher("m", block_tokens=1).keys(range(32))
+    tier.put_many([(k, k.encode(), 0.0) for k in keys])
+    assert tier.get_many(keys) == [k.encode() for k in keys]
+    assert tier.contains_many(keys) == [True] * 32
+    assert sorted(tier.iter_keys()) == sorted(keys)
+    assert tier.get(keys[5]) == keys[5].encode()
+    assert tier.clear() == 32
+    tier.close()
