@@ -1,11 +1,28 @@
 """tokenwatt.bench: drive OpenAI-compatible endpoints and join latency, goodput and energy."""
 
+from tokenwatt.bench.bench import build_result, run_bench
 from tokenwatt.bench.client import (
     ClientConfig,
     EndpointClient,
     FunctionClient,
     OpenAIClient,
     synthetic_prompt,
+)
+from tokenwatt.bench.energy import (
+    EnergyFigures,
+    EnergySummary,
+    SteadyWindow,
+    concurrency_steps,
+    steady_state_window,
+    summarize_energy,
+)
+from tokenwatt.bench.energy_sources import (
+    CounterSpec,
+    EnergySampler,
+    EnergySource,
+    EnergyTrace,
+    MeterSource,
+    PrometheusSource,
 )
 from tokenwatt.bench.load import (
     ClosedLoop,
@@ -26,30 +43,49 @@ from tokenwatt.bench.record import (
     RequestRecord,
     StreamEvent,
 )
+from tokenwatt.bench.results import BenchResult, Comparison, compare, load_result
 from tokenwatt.bench.runner import LoadRunner, RunLimits, send_one
 
 __all__ = [
     "ERROR_KINDS",
+    "BenchResult",
     "Chunk",
     "ClientConfig",
     "ClosedLoop",
+    "Comparison",
+    "CounterSpec",
     "Done",
     "EndpointClient",
+    "EnergyFigures",
+    "EnergySampler",
+    "EnergySource",
+    "EnergySummary",
+    "EnergyTrace",
     "ErrorKind",
     "Failure",
     "FunctionClient",
     "GoodputSearch",
     "LoadRunner",
     "LoadShape",
+    "MeterSource",
     "OpenAIClient",
     "OpenLoop",
+    "PrometheusSource",
     "RequestRecord",
     "RunLimits",
     "Sessions",
+    "SteadyWindow",
     "StreamEvent",
     "TraceReplay",
+    "build_result",
+    "compare",
+    "concurrency_steps",
     "find_max_goodput_rate",
     "interarrival_times",
+    "load_result",
+    "run_bench",
     "send_one",
+    "steady_state_window",
+    "summarize_energy",
     "synthetic_prompt",
 ]

@@ -94,9 +94,19 @@ class ClientConfig:
 
 
 def synthetic_prompt(request: Request) -> str:
-    """A prompt of about ``input_tokens`` words, unique per request so no cache can share it."""
-    words = max(request.input_tokens - 1, 0)
-    return f"{request.request_id}:" + " hello" * words
+    """A prompt of about ``input_tokens`` words (one word ~ one token; exact counts need the
+    endpoint's tokenizer). Words of each prefix block derive from its id, so requests share
+    exactly the prefixes their ``prefix_block_ids`` say; the rest is unique to the request."""
+    words: list[str] = []
+    for block in request.prefix_block_ids:
+        if len(words) + request.block_tokens > request.input_tokens:
+            break  # a partial last block is the request's own
+        words.extend(f"b{block:x}w{k}" for k in range(request.block_tokens))
+    tail = request.input_tokens - len(words)
+    if tail > 0:
+        words.append(f"{request.request_id}:")
+        words.extend(["hello"] * (tail - 1))
+    return " ".join(words)
 
 
 def _status_kind(status: int) -> ErrorKind:

@@ -5,7 +5,6 @@ Times are ``time.perf_counter()`` seconds; records store them relative to the ru
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -138,28 +137,3 @@ class RequestRecord:
     def first_token_s(self) -> float | None:
         """Arrival of the first output chunk, None when none arrived."""
         return self.chunk_times_s[0] if self.chunk_times_s else None
-
-    @property
-    def ttft_s(self) -> float | None:
-        """Time to first token: first chunk minus send time."""
-        first = self.first_token_s
-        return None if first is None else first - self.start_s
-
-    @property
-    def e2e_s(self) -> float:
-        """End-to-end latency: end of stream minus send time."""
-        return self.end_s - self.start_s
-
-    @property
-    def tpot_s(self) -> float | None:
-        """Time per output token excluding the first (vLLM's definition); None below 2 tokens."""
-        first = self.first_token_s
-        if first is None or self.output_tokens < 2:
-            return None
-        return (self.end_s - first) / (self.output_tokens - 1)
-
-    @property
-    def itls_s(self) -> tuple[float, ...]:
-        """Gaps between consecutive output chunks (inter-token latencies)."""
-        times = self.chunk_times_s
-        return tuple(b - a for a, b in itertools.pairwise(times))

@@ -164,8 +164,11 @@ class LoadRunner:
                 if pending:
                     await asyncio.wait(pending)
         finally:
-            for task in tasks:
+            for task in list(tasks):
                 task.cancel()
+            if tasks:
+                # Let cancelled requests record themselves ('cancelled') before returning.
+                await asyncio.gather(*tasks, return_exceptions=True)
             self.ended_s = time.perf_counter() - self.t0
         return self.records
 

@@ -1,0 +1,95 @@
+"""Results: a full run joined with energy, JSON round trip, per-request CSV, compare."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from tokenwatt.bench.bench import run_bench
+from tokenwatt.bench.client import FunctionClient
+from tokenwatt.bench.energy_sources import MeterSource
+from tokenwatt.bench.load import ClosedLoop
+from tokenwatt.bench.record import RequestRecord
+from tokenwatt.bench.results import BenchResult, compare, load_result
+from tokenwatt.bench.runner import LoadRunner, RunLimits
+from tokenwatt.bench.slo import parse_slos
+from tokenwatt.energy.facility import facility_preset
+from tokenwatt.energy.replay import FixedPowerMeter
+from tokenwatt.errors import ConfigError
+from tokenwatt.workload.types import Request
+
+
+async def _result() -> BenchResult:
+    reqs = [Request(f"r{i}", output_tokens=3) for i in range(6)]
+    runner = LoadRunner(
+        FunctionClient.scripted(itl_s=0.002), reqs, ClosedLoop(2), RunLimits(warmup_requests=1)
+    )
+    return await run_bench(
+        runner,
+        parse_slos("ttft<=1s"),
+        MeterSource([FixedPowerMeter({"node": 100.0})]),
+        energy_interval_s=0.005,
+        facility=facility_preset(),
+        config={"workload": "test"},
+    )
+
+
+async def test_run_bench_joins_metrics_energy_and_facility() -> None:
+    """A fake run gives 5 measured requests, 15 output tokens, and energy at 100 W with its
+    source/scope and a facility figure of IT energy x PUE."""
+    result = await _result()
+    assert (result.summary["requests"], result.summary["output_tokens"]) == (5, 15)
+    assert result.summary["slo_attainment"] == 1.0
+    energy = result.energy
+    assert energy is not None
+    assert (energy["source"], energy["scope"]) == ("estimated:fixed-power", "node")
+    whole = energy["whole_run"]
+    assert whole["avg_power_w"] == pytest.approx(100.0, rel=1e-3)
+    facility = energy["facility"]
+    assert facility["facility_energy_j"] == pytest.approx(whole["energy_j"] * 1.56)
+    assert len(result.records) == 6
+
+
+async def test_result_round_trips_through_json(tmp_path: Path) -> None:
+    """write() then load_result() gives back equal records, summary and energy."""
+    result = await _result()
+    paths = result.write(tmp_path)
+    loaded = load_result(paths["json"])
+    assert loaded.records == result.records
+    assert loaded.summary == json.loads(json.dumps(result.summary))
+    assert loaded.energy == json.loads(json.dumps(result.energy))
+    assert loaded.versions["tokenwatt"] == result.versions["tokenwatt"]
+
+
+def test_requests_csv_has_one_row_per_request_with_latencies(tmp_path: Path) -> None:
+    """The CSV has a header and one row per record with TTFT and chunk times."""
+    rec = RequestRecord("a", start_s=1.0, chunk_times_s=(1.5, 2.0), end_s=2.0, output_tokens=2)
+    BenchResult(records=(rec,)).write(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "requests.csv").open()))
+    assert len(rows) == 1
+    assert (rows[0]["request_id"], rows[0]["ttft_s"], rows[0]["tpot_s"]) == ("a", "0.5", "0.5")
+    assert rows[0]["chunk_times_s"] == "1.500000 2.000000"
+
+
+def test_compare_gives_ratios_b_over_a() -> None:
+    """Throughput 10 vs 20 req/s is a ratio of 2; figures missing in both are left out."""
+    a = BenchResult(summary={"request_throughput_rps": 10.0, "ttft_s": {"p50": 0.2}})
+    b = BenchResult(summary={"request_throughput_rps": 20.0, "ttft_s": {"p50": 0.1}})
+    rows = {row.label: row for row in compare(a, b)}
+    assert set(rows) == {"requests/s", "TTFT p50 (s)"}
+    assert rows["requests/s"].ratio == 2.0
+    assert rows["TTFT p50 (s)"].ratio == 0.5
+    assert rows["TTFT p50 (s)"].higher_is_better is False
+
+
+def test_load_result_rejects_other_json(tmp_path: Path) -> None:
+    """A JSON file that is not a bench result is a ConfigError naming the expected format."""
+    path = tmp_path / "x.json"
+    path.write_text('{"a": 1}')
+    with pytest.raises(ConfigError, match=r"tokenwatt\.bench/1"):
+        load_result(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_result(tmp_path / "missing.json")
