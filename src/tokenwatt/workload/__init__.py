@@ -10,6 +10,13 @@ from tokenwatt.workload.agentic import (
 from tokenwatt.workload.arrivals import ArrivalKind, Arrivals
 from tokenwatt.workload.blocks import block_id, split_block_id
 from tokenwatt.workload.distributions import LogNormal
+from tokenwatt.workload.prompts import (
+    APPROXIMATE_RULE,
+    PromptSynthesizer,
+    Tokenizer,
+    WordTokenizer,
+)
+from tokenwatt.workload.sessions import ChatMessage, SessionState, SessionTurn
 from tokenwatt.workload.synthetic import (
     WORKLOAD_NAMES,
     SyntheticSpec,
@@ -29,19 +36,26 @@ from tokenwatt.workload.traces import (
 from tokenwatt.workload.types import Request
 
 __all__ = [
+    "APPROXIMATE_RULE",
     "WORKLOAD_NAMES",
     "AgenticSpec",
     "ArrivalKind",
     "Arrivals",
+    "ChatMessage",
     "LogNormal",
+    "PromptSynthesizer",
     "Request",
     "SessionPlan",
+    "SessionState",
+    "SessionTurn",
     "SyntheticSpec",
+    "Tokenizer",
     "TraceFormat",
     "TraceOptions",
     "TraceReader",
     "TraceStats",
     "TurnPlan",
+    "WordTokenizer",
     "agentic_requests",
     "agentic_sessions",
     "block_id",
