@@ -129,9 +129,12 @@ class RooflineModel:
 
 
 def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
-    """Piecewise-linear interpolation, extrapolating with the end segments' slopes."""
+    """Piecewise-linear interpolation, extrapolating with the end segments' slopes.
+
+    A single row is a constant: one measurement says nothing about the slope.
+    """
     if len(xs) == 1:
-        return ys[0] * (x / xs[0]) if xs[0] > 0 else ys[0]
+        return ys[0]
     i = bisect.bisect_left(xs, x)
     i = min(max(i, 1), len(xs) - 1)
     x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]

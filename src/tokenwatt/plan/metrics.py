@@ -28,7 +28,7 @@ class LogHistogram:
 
     def add(self, value: float) -> None:
         """Record one value (seconds; values <= 1 us share the lowest bucket)."""
-        key = int(math.log(max(value, 1e-6)) / _LOG_STEP)
+        key = math.floor(math.log(max(value, 1e-6)) / _LOG_STEP)
         c = self._counts
         c[key] = c.get(key, 0) + 1
         self.count += 1

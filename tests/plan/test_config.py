@@ -1,0 +1,53 @@
+"""PlanConfig: validation with clear messages, dict round trip, dotted replace."""
+
+from __future__ import annotations
+
+import pytest
+
+from tokenwatt.errors import ConfigError
+from tokenwatt.plan.config import (
+    PlanConfig,
+    ReplicaConfig,
+    ScalingConfig,
+    TierSpec,
+    WarehouseConfig,
+)
+
+
+def test_round_trip_through_dict() -> None:
+    """from_dict(to_dict(c)) == c, warehouse tiers included."""
+    c = PlanConfig(
+        router="prefix_aware",
+        autoscaler_params={"target": 3.0},
+        warehouse=WarehouseConfig((TierSpec("dram", 1e9, 2e9), TierSpec("disk", 1e12, 5e9))),
+    )
+    assert PlanConfig.from_dict(c.to_dict()) == c
+
+
+def test_replace_reaches_nested_fields() -> None:
+    """Dotted keys change nested configs and are validated."""
+    c = PlanConfig().replace(**{"scaling.max_replicas": 3, "autoscaler_params.target": 4})
+    assert c.scaling.max_replicas == 3
+    assert c.autoscaler_params == {"target": 4.0}
+    with pytest.raises(ConfigError, match=r"unknown config key 'scaling\.nope'"):
+        PlanConfig().replace(**{"scaling.nope": 1})
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: ReplicaConfig(kv_capacity_tokens=-5), "kv_capacity_tokens must be > 0"),
+        (lambda: ScalingConfig(min_replicas=3, max_replicas=2), "max_replicas"),
+        (lambda: ScalingConfig(cold_start_s=-1), "cold_start_s must be >= 0"),
+        (lambda: TierSpec(capacity_bytes=-1), "capacity_bytes must be >= 0"),
+        (lambda: PlanConfig(router="random"), "unknown router 'random'"),  # type: ignore[arg-type]
+        (lambda: PlanConfig.from_dict({"replicas": 3}), "unknown config key 'replicas'"),
+        (lambda: PlanConfig.from_dict({"slo": {"ttft": 1}}), "unknown key"),
+        (lambda: PlanConfig.from_dict({"facility": {"pue": 0.9}}), "pue must be >= 1"),
+    ],
+)
+def test_bad_values_are_clear_errors(build: object, match: str) -> None:
+    """Each invalid value raises ConfigError naming the field."""
+    assert callable(build)
+    with pytest.raises(ConfigError, match=match):
+        build()

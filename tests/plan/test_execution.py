@@ -1,0 +1,128 @@
+"""Execution models: closed-form decode runs equal step-by-step sums; profiles interpolate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tokenwatt.errors import ConfigError
+from tokenwatt.plan.execution import (
+    ExecutionModel,
+    ProfileModel,
+    RooflineModel,
+    decode_steps_until,
+    linear_max_sum,
+)
+from tokenwatt.plan.hardware import accelerator_preset, model_preset
+
+
+@pytest.mark.parametrize(
+    ("const", "base", "slope", "steps"),
+    [(5.0, 1.0, 0.5, 20), (0.0, 2.0, 0.1, 7), (3.0, 4.0, 0.2, 9), (2.0, 1.0, 0.0, 4), (1, 1, 1, 0)],
+)
+def test_linear_max_sum_matches_loop(const: float, base: float, slope: float, steps: int) -> None:
+    """The closed form equals summing max(const, base + slope*i) term by term."""
+    expected = sum(max(const, base + slope * i) for i in range(steps))
+    assert linear_max_sum(const, base, slope, steps) == pytest.approx(expected, rel=1e-12)
+
+
+def test_roofline_decode_run_equals_single_steps() -> None:
+    """k decode iterations in one call equal k single iterations with the context growing."""
+    m = RooflineModel()
+    batch, ctx, k = 48, 20_000, 300
+    stepwise = sum(m.decode_s(batch, ctx + batch * i, 1) for i in range(k))
+    assert m.decode_s(batch, ctx, k) == pytest.approx(stepwise, rel=1e-12)
+
+
+def test_roofline_single_request_decode_floor() -> None:
+    """Batch 1 on H100 with 8B BF16 weights: 16.06 GB / (3.35 TB/s x 0.8) + 0.5 ms overhead."""
+    m = RooflineModel()
+    expected = 16.06e9 / (3.35e12 * 0.8) + 0.0005 + 131072 / (3.35e12 * 0.8) * 100
+    assert m.decode_s(1, 100, 1) == pytest.approx(expected, rel=1e-12)
+
+
+def test_roofline_prefill_is_compute_bound_for_long_prompts() -> None:
+    """4,096 prompt tokens: 2 x 8.03e9 x 4096 FLOP at 50% of 989 TFLOP/s, plus overhead."""
+    m = RooflineModel()
+    assert m.prefill_s(4096, 1) == pytest.approx(2 * 8.03e9 * 4096 / (989e12 * 0.5) + 0.0005)
+
+
+def test_roofline_kv_capacity_from_memory() -> None:
+    """(80 GB x 0.9 - 16.06 GB) / 131,072 B per token."""
+    assert RooflineModel().kv_capacity_tokens() == int((72e9 - 16.06e9) / 131072)
+
+
+def test_roofline_rejects_model_that_does_not_fit() -> None:
+    """A 70B model on one 80 GB device is refused with a hint to add devices."""
+    with pytest.raises(ConfigError, match="raise devices"):
+        RooflineModel(
+            accelerator=accelerator_preset("H100-SXM"), model=model_preset("llama-3.3-70b")
+        )
+
+
+def test_decode_steps_until_finds_first_boundary() -> None:
+    """The smallest j whose j iterations reach the elapsed time (boundaries at 0.1 s steps)."""
+    m = ProfileModel(decode_table=((1.0, 0.1),))
+    assert decode_steps_until(m, 1, 0, 0.25, 10) == 3
+    assert decode_steps_until(m, 1, 0, 0.2, 10) == 2
+    assert decode_steps_until(m, 1, 0, 5.0, 10) == 10
+
+
+def test_profile_interpolates_and_extrapolates() -> None:
+    """Linear between rows, along the end slope beyond them."""
+    m = ProfileModel(
+        prefill_table=((100.0, 0.01), (1100.0, 0.11)), decode_table=((1, 0.01), (9, 0.03))
+    )
+    assert m.prefill_s(600, 1) == pytest.approx(0.06)
+    assert m.prefill_s(2100, 1) == pytest.approx(0.21)
+    assert m.decode_s(5, 0, 1) == pytest.approx(0.02)
+    assert m.decode_s(5, 0, 4) == pytest.approx(0.08)
+
+
+def test_profile_context_slope_grows_per_step() -> None:
+    """Per-context-token cost adds up as the batch's context grows each iteration."""
+    m = ProfileModel(decode_table=((1.0, 0.01),), decode_s_per_context_token=1e-6)
+    # a single-row table is constant: 0.01 s at any batch, plus the context term
+    expected = sum(0.01 + 1e-6 * (1000 + 2 * i) for i in range(3))
+    assert m.decode_s(2, 1000, 3) == pytest.approx(expected, rel=1e-12)
+
+
+def test_profile_file_round_trip(tmp_path: Path) -> None:
+    """A profile JSON file loads into the same tables."""
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps({"prefill": [[1, 0.001], [10, 0.01]], "decode": [[1, 0.02]]}))
+    m = ProfileModel.from_file(p)
+    assert m.prefill_s(5, 1) == pytest.approx(0.005)
+    assert m.name == "p.json"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("{not json", "malformed"),
+        ('{"prefill": []}', "malformed"),
+        ('{"prefill": [], "decode": [[1, 1]]}', "empty"),
+    ],
+)
+def test_profile_file_errors(tmp_path: Path, text: str, match: str) -> None:
+    """Malformed profile files raise ConfigError saying what to fix."""
+    p = tmp_path / "p.json"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        ProfileModel.from_file(p)
+
+
+def test_profile_missing_file(tmp_path: Path) -> None:
+    """A missing profile points at `tokenwatt plan calibrate`."""
+    with pytest.raises(ConfigError, match="plan calibrate"):
+        ProfileModel.from_file(tmp_path / "none.json")
+
+
+@pytest.mark.parametrize("model", [RooflineModel(), ProfileModel()])
+def test_models_satisfy_protocol(model: ExecutionModel) -> None:
+    """Both models are ExecutionModels whose times grow with the work."""
+    assert isinstance(model, ExecutionModel)
+    assert model.decode_s(8, 1000, 10) > model.decode_s(8, 1000, 1) > 0
+    assert model.prefill_s(4000, 1) >= model.prefill_s(10, 1) > 0

@@ -1,0 +1,45 @@
+"""Results: facility arithmetic, JSON round trip, loading errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tokenwatt.errors import ConfigError
+from tokenwatt.plan.config import FacilityConfig, PlanConfig
+from tokenwatt.plan.results import facility_figures, load_result
+from tokenwatt.plan.simulator import simulate
+from tokenwatt.workload.types import Request
+
+
+def test_facility_figures_by_definition() -> None:
+    """3.6 MJ IT at PUE 1.5, ERF 0.2, 400 g/kWh, 0.1 per kWh: 1.5 kWh facility energy."""
+    f = facility_figures(
+        3.6e6, FacilityConfig(pue=1.5, erf=0.2, carbon_g_per_kwh=400.0, price_per_kwh=0.1)
+    )
+    assert f["facility_energy_j"] == pytest.approx(5.4e6)
+    assert f["reused_heat_j"] == pytest.approx(1.08e6)
+    assert f["carbon_g"] == pytest.approx(600.0)
+    assert f["energy_cost"] == pytest.approx(0.15)
+
+
+def test_result_json_round_trip(tmp_path: Path) -> None:
+    """A result written to JSON loads back equal to its JSON form."""
+    res = simulate(PlanConfig(), [Request("a", 0.0, 100, 5)])
+    path = tmp_path / "r.json"
+    res.to_json(path)
+    assert load_result(path).to_dict() == json.loads(json.dumps(res.to_dict()))
+
+
+def test_load_result_rejects_other_files(tmp_path: Path) -> None:
+    """Missing files, non-JSON and foreign JSON raise ConfigError."""
+    with pytest.raises(ConfigError, match="not found"):
+        load_result(tmp_path / "none.json")
+    (tmp_path / "x.json").write_text("{oops")
+    with pytest.raises(ConfigError, match="not JSON"):
+        load_result(tmp_path / "x.json")
+    (tmp_path / "y.json").write_text('{"a": 1}')
+    with pytest.raises(ConfigError, match="not a plan result"):
+        load_result(tmp_path / "y.json")
