@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 import psutil
 import pytest
 
 from tests.energy.fakes import FakeClock
 from tokenwatt.energy import CpuModelMeter, CpuModelParams
-from tokenwatt.energy.cpu_model import machine_busy_cpu_s, process_cpu_s
+from tokenwatt.energy.cpu_model import ProcessTreeCpuTime, machine_busy_cpu_s, process_cpu_s
 from tokenwatt.errors import ConfigError, MeterError
 
 
@@ -112,3 +115,27 @@ def test_machine_busy_time_is_positive_and_grows() -> None:
     """Whole-machine busy CPU time is positive and never decreases."""
     first = machine_busy_cpu_s()
     assert 0.0 < first <= machine_busy_cpu_s()
+
+
+def test_tree_time_includes_live_children_after_a_rescan(clock: FakeClock) -> None:
+    """A child started after a listing is counted once the listing is refreshed."""
+    tree = ProcessTreeCpuTime(psutil.Process(), "children", rescan_s=0.5, clock=clock)
+    before = tree()
+    busy_then_sleep = "import time; sum(range(3 * 10**6)); time.sleep(30)"
+    child = subprocess.Popen([sys.executable, "-c", busy_then_sleep])
+    try:
+        deadline = time.monotonic() + 10
+        while sum(psutil.Process(child.pid).cpu_times()[:2]) < 0.02 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tree() == before  # listing not refreshed yet
+        clock.advance(0.5)
+        assert tree() > before
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_tree_time_rejects_machine_mode() -> None:
+    """The process-tree source does not do machine mode."""
+    with pytest.raises(ConfigError, match="use machine_busy_cpu_s"):
+        ProcessTreeCpuTime(psutil.Process(), "machine")

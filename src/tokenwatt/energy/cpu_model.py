@@ -21,6 +21,7 @@ __all__ = [
     "CpuMode",
     "CpuModelMeter",
     "CpuModelParams",
+    "ProcessTreeCpuTime",
     "machine_busy_cpu_s",
     "process_cpu_s",
 ]
@@ -102,8 +103,8 @@ class CpuModelMeter:
     ) -> CpuModelMeter:
         """A meter over ``mode``'s CPU time, rooted at ``pid`` (default: this process).
 
-        ``process`` is cheapest (one system call); ``tree`` and ``children`` walk the process
-        tree on every read, which costs about a millisecond per few hundred processes.
+        ``process`` is cheapest (one system call); ``tree`` and ``children`` read each
+        descendant and re-list the tree at most twice a second (see ProcessTreeCpuTime).
         """
         if mode not in CPU_MODES:
             raise ConfigError(f"unknown CPU mode {mode!r}; use one of {', '.join(CPU_MODES)}")
@@ -116,9 +117,7 @@ class CpuModelMeter:
         except psutil.Error as exc:
             raise MeterError(f"cannot watch process {root}: {exc}") from exc
 
-        def cpu_s() -> float:
-            return process_cpu_s(process, mode)
-
+        cpu_s = ProcessTreeCpuTime(process, mode)
         return cls(cpu_s, params=params, idle_cores=0, mode=mode, clock=clock)
 
     @property
@@ -154,29 +153,67 @@ class CpuModelMeter:
 
 
 def process_cpu_s(process: psutil.Process, mode: CpuMode) -> float:
-    """CPU-seconds (user + system) of ``process`` per ``mode`` (process, tree or children).
+    """CPU-seconds (user + system) of ``process`` per ``mode`` (process, tree or children)."""
+    return ProcessTreeCpuTime(process, mode, rescan_s=0.0)()
+
+
+class ProcessTreeCpuTime:
+    """Busy CPU-seconds of a process (tree), as a callable for ``CpuModelMeter``.
 
     Each live process contributes its own time plus that of children it has reaped, so every
-    CPU-second is counted once. Descendants that are re-parented away (daemons) escape.
+    CPU-second is counted once; descendants re-parented away (daemons) escape. Listing the
+    tree walks all of /proc (about a millisecond per hundred processes), so the list is
+    refreshed at most every ``rescan_s`` and whenever a listed process has gone. Nothing is
+    lost in between: a process's CPU time is cumulative since it started, so a late-found
+    child brings its whole history, and one that exited unseen is in its parent's reaped time.
+    Parents are read before their children, so a child reaped mid-read makes the total dip
+    (which the meter ignores) rather than count twice.
     """
-    if mode == "process" and process.pid == os.getpid():
-        own = os.times()
-        return own.user + own.system + own.children_user + own.children_system
-    total = 0.0
-    try:
-        root = process.cpu_times()
-        reaped = root.children_user + root.children_system
-        total = reaped if mode == "children" else reaped + root.user + root.system
-        descendants = process.children(recursive=True) if mode != "process" else []
-    except psutil.Error as exc:
-        raise MeterError(f"cannot read CPU time of process {process.pid}: {exc}") from exc
-    for child in descendants:
+
+    def __init__(
+        self,
+        root: psutil.Process,
+        mode: CpuMode,
+        *,
+        rescan_s: float = 0.5,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if mode == "machine":
+            raise ConfigError("ProcessTreeCpuTime covers processes; use machine_busy_cpu_s")
+        self._root = root
+        self._mode = mode
+        self._own = mode == "process" and root.pid == os.getpid()
+        self._rescan_s = rescan_s
+        self._clock = clock
+        self._descendants: list[psutil.Process] = []
+        self._next_scan_s: float | None = None
+
+    def __call__(self) -> float:
+        if self._own:
+            own = os.times()
+            return own.user + own.system + own.children_user + own.children_system
         try:
-            t = child.cpu_times()
-        except psutil.Error:
-            continue  # exited between listing and reading: its parent will account for it
-        total += t.user + t.system + t.children_user + t.children_system
-    return total
+            root = self._root.cpu_times()
+            reaped = root.children_user + root.children_system
+            total = reaped if self._mode == "children" else reaped + root.user + root.system
+            if self._mode != "process":
+                self._refresh()
+        except psutil.Error as exc:
+            raise MeterError(f"cannot read CPU time of process {self._root.pid}: {exc}") from exc
+        for child in self._descendants:
+            try:
+                t = child.cpu_times()
+            except psutil.Error:
+                self._next_scan_s = None  # it exited: its parent now holds its time
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+        return total
+
+    def _refresh(self) -> None:
+        now = self._clock()
+        if self._next_scan_s is None or now >= self._next_scan_s:
+            self._descendants = self._root.children(recursive=True)
+            self._next_scan_s = now + self._rescan_s
 
 
 def machine_busy_cpu_s() -> float:
