@@ -161,3 +161,9 @@ def test_windows_from_many_threads(clock: FakeClock) -> None:
         t.join()
     assert len(results) == 8
     assert monitor.open_windows == []
+
+
+def test_monitor_needs_a_meter() -> None:
+    """A monitor over no meters is a ConfigError pointing at detect_meters."""
+    with pytest.raises(ConfigError, match="at least one meter"):
+        EnergyMonitor([])

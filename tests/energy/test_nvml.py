@@ -105,3 +105,21 @@ def test_real_nvml_reads_non_negative_energy() -> None:
         assert 0.0 <= first <= second
     finally:
         meter.close()
+
+
+def test_first_read_failure_releases_nvml(fake_nvml: FakeNvml) -> None:
+    """If the first reading fails, open() raises MeterError and shuts NVML down."""
+
+    class LosesGpuAfterProbe(FakeNvml):
+        calls = 0
+
+        def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGpu) -> int:
+            self.calls += 1
+            if self.calls > 1:  # the probe in open() succeeds, the first reading fails
+                raise self.NVMLError("GPU is lost")
+            return 0
+
+    nvml = LosesGpuAfterProbe([FakeGpu("GPU-x")])
+    with pytest.raises(MeterError, match="GPU is lost"):
+        NvmlMeter.open(nvml=nvml)
+    assert nvml.shutdowns == 1

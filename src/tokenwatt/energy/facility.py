@@ -43,7 +43,7 @@ class FacilityModel:
     """
 
     name: str = "uptime-2024-average"
-    """Preset name, or ``custom`` once a value is overridden."""
+    """Preset name; ``<preset>+custom`` once a value is overridden."""
     pue: float = 1.56
     """Power usage effectiveness, >= 1 (default: Uptime Institute 2024 average, 1.56)."""
     erf: float = 0.0
@@ -85,7 +85,7 @@ class FacilityModel:
         return (1.0 - self.erf) * self.pue
 
     def with_overrides(self, **overrides: Any) -> FacilityModel:
-        """A copy with the given fields replaced (validated); renamed ``custom`` unless named."""
+        """A copy with the given fields replaced (validated), named ``<name>+custom``."""
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
         if unknown:

@@ -95,6 +95,8 @@ class EnergyMonitor:
         if max_samples is not None and max_samples < 1:
             raise ConfigError(f"max_samples must be >= 1 or None, got {max_samples}")
         listed = [meters] if isinstance(meters, Meter) else list(meters)
+        if not listed:
+            raise ConfigError("EnergyMonitor needs at least one meter; see detect_meters()")
         self._meter: Meter = listed[0] if len(listed) == 1 else CombinedMeter(listed)
         self._components = tuple(self._meter.components)
         self.sample_hz = sample_hz

@@ -140,7 +140,11 @@ class NvmlMeter:
             module.nvmlShutdown()
             raise
         meter = cls(module, gpus, clock=clock)
-        meter.read()  # sets the origin: energy counts from open()
+        try:
+            meter.read()  # sets the origin: energy counts from open()
+        except MeterError:
+            meter.close()
+            raise
         return meter
 
     @property
