@@ -32,6 +32,7 @@ from tokenwatt.plan.hardware import (
     model_preset,
     power_preset,
 )
+from tokenwatt.plan.report import render_html, write_report
 from tokenwatt.plan.results import PlanResult, facility_figures, load_result
 from tokenwatt.plan.routers import (
     LeastOutstandingRouter,
@@ -39,6 +40,14 @@ from tokenwatt.plan.routers import (
     RoundRobinRouter,
     Router,
     make_router,
+)
+from tokenwatt.plan.search import (
+    ListWorkload,
+    SearchResult,
+    SyntheticWorkload,
+    TraceWorkload,
+    search_min_energy,
+    sweep,
 )
 from tokenwatt.plan.simulator import Simulation, simulate
 
@@ -50,6 +59,7 @@ __all__ = [
     "FacilityConfig",
     "FleetState",
     "LeastOutstandingRouter",
+    "ListWorkload",
     "ModelSpec",
     "PlanConfig",
     "PlanResult",
@@ -65,9 +75,12 @@ __all__ = [
     "SLOConfig",
     "ScalingConfig",
     "ScalingGovernor",
+    "SearchResult",
     "Simulation",
     "StaticAutoscaler",
+    "SyntheticWorkload",
     "TierSpec",
+    "TraceWorkload",
     "WarehouseConfig",
     "accelerator_preset",
     "facility_figures",
@@ -76,5 +89,9 @@ __all__ = [
     "make_router",
     "model_preset",
     "power_preset",
+    "render_html",
+    "search_min_energy",
     "simulate",
+    "sweep",
+    "write_report",
 ]

@@ -1,0 +1,289 @@
+"""`tokenwatt plan run|compare|search|presets`: the fleet planner from the command line.
+
+A thin layer over tokenwatt.plan: options are resolved once here into a PlanConfig and a workload.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import typer
+from rich.table import Table
+
+from tokenwatt.errors import ConfigError
+from tokenwatt.plan.config import PlanConfig
+from tokenwatt.plan.hardware import ACCELERATOR_PRESETS, MODEL_PRESETS, POWER_PRESETS
+from tokenwatt.plan.report import comparison_rows, write_report
+from tokenwatt.plan.results import PlanResult, load_result
+from tokenwatt.plan.search import (
+    Backend,
+    SyntheticWorkload,
+    TraceWorkload,
+    Workload,
+    search_min_energy,
+)
+from tokenwatt.plan.simulator import simulate
+from tokenwatt.workload import Arrivals, TraceOptions
+
+from ._common import console, err_console, fail, user_errors
+
+__all__ = ["register"]
+
+plan_app = typer.Typer(
+    help="Simulate a fleet over a trace: replicas, autoscaling, SLO goodput and energy.",
+    no_args_is_help=True,
+)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _config(
+    config_file: Path | None,
+    settings: list[str],
+    shortcuts: dict[str, Any],
+) -> PlanConfig:
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            data = json.loads(config_file.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {config_file} not found") from None
+        except ValueError as exc:
+            raise ConfigError(f"config file {config_file} is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {config_file} must hold a JSON object")
+    config = PlanConfig.from_dict(data)
+    changes = {k: v for k, v in shortcuts.items() if v is not None}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(
+                f"--set expects KEY=VALUE (e.g. scaling.max_replicas=8), got {item!r}"
+            )
+        changes[key.strip()] = _parse_value(value.strip())
+    return config.replace(**changes) if changes else config
+
+
+def _workload(
+    trace: Path | None,
+    workload: str,
+    num_requests: int,
+    rate: float,
+    seed: int,
+    limit: int | None,
+    speedup: float,
+) -> Workload:
+    if trace is not None:
+        return TraceWorkload(str(trace), "auto", TraceOptions(limit=limit, speedup=speedup))
+    arrivals = Arrivals("poisson", rate)
+    if workload == "agentic":
+        params: tuple[tuple[str, Any], ...] = (
+            ("num_sessions", max(1, num_requests // 10)),
+            ("session_arrivals", arrivals),
+            ("seed", seed),
+        )
+    else:
+        params = (("num_requests", num_requests), ("arrivals", arrivals), ("seed", seed))
+    return SyntheticWorkload(workload, params)
+
+
+def _print_table(results: list[PlanResult], title: str) -> None:
+    table = Table(title=title)
+    table.add_column("metric")
+    for i, r in enumerate(results):
+        table.add_column(r.label or f"run {i + 1}", justify="right")
+    for name, values in comparison_rows(results):
+        table.add_row(name, *values)
+    console.print(table)
+
+
+_TRACE = typer.Argument(None, help="Trace file (Azure CSV, BurstGPT CSV, Mooncake JSONL).")
+_CONFIG = typer.Option(None, "--config", help="PlanConfig JSON file (partial is fine).")
+_SET = typer.Option([], "--set", help="Override a config key, e.g. scaling.max_replicas=8.")
+
+
+@plan_app.command("run")
+def run(
+    trace: Path | None = _TRACE,
+    config_file: Path | None = _CONFIG,
+    settings: list[str] = _SET,
+    workload: str = typer.Option(
+        "chat", "--workload", "-w", help="Synthetic workload without a trace."
+    ),
+    num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
+    rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
+    limit: int | None = typer.Option(None, "--limit", help="Read at most N trace requests."),
+    speedup: float = typer.Option(1.0, "--speedup", help="Replay the trace N times faster."),
+    accelerator: str | None = typer.Option(None, "--accelerator", help="H100-SXM, H200-SXM, ..."),
+    autoscaler: str | None = typer.Option(
+        None, "--autoscaler", help="static, concurrency, queue_kv, predictive."
+    ),
+    router: str | None = typer.Option(
+        None, "--router", help="round_robin, least_outstanding, prefix_aware."
+    ),
+    replicas: int | None = typer.Option(None, "--replicas", help="Static fleet size."),
+    mode: str | None = typer.Option(None, "--mode", help="fast (default) or step."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the result JSON here."),
+    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+) -> None:
+    """Simulate one configuration and print SLO attainment, goodput and energy."""
+    with user_errors():
+        shortcuts: dict[str, Any] = {
+            "accelerator": accelerator,
+            "autoscaler": autoscaler,
+            "router": router,
+            "mode": mode,
+        }
+        if replicas is not None:
+            shortcuts["autoscaler_params.replicas"] = replicas
+            shortcuts["autoscaler"] = autoscaler or "static"
+        config = _config(config_file, settings, shortcuts)
+        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup)
+        result = simulate(config, wl)
+        _print_table([result], "tokenwatt plan")
+        sim = result.sim
+        err_console.print(
+            f"simulated {result.arrived} requests in {sim['wall_s']:.2f} s "
+            f"({sim['requests_per_s']:,.0f} requests/s, {config.mode} mode)"
+        )
+        if out is not None:
+            result.to_json(out)
+            console.print(f"result: {out}")
+        if html_path is not None:
+            write_report([result], html_path)
+            console.print(f"report: {html_path}")
+
+
+@plan_app.command("compare")
+def compare(
+    results: list[Path] = typer.Argument(..., help="Two or more result JSON files."),
+    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+) -> None:
+    """Print results side by side (the first is the baseline for the ratios)."""
+    with user_errors():
+        if len(results) < 2:
+            raise fail("compare needs at least two result files")
+        loaded = [load_result(p) for p in results]
+        labels = [f"{p.stem}: {r.label}" for p, r in zip(results, loaded, strict=True)]
+        loaded = [
+            PlanResult.from_dict({**r.to_dict(), "label": label})
+            for r, label in zip(loaded, labels, strict=True)
+        ]
+        _print_table(loaded, "tokenwatt plan compare")
+        base = loaded[0]
+        for r in loaded[1:]:
+            ratio = r.energy_j / base.energy_j if base.energy_j else float("nan")
+            tpj = (
+                r.output_tokens_per_j / base.output_tokens_per_j
+                if base.output_tokens_per_j
+                else float("nan")
+            )
+            console.print(
+                f"{r.label}: energy x{ratio:.3f}, output tokens/J x{tpj:.3f} vs {base.label}"
+            )
+        if html_path is not None:
+            write_report(loaded, html_path, "tokenwatt plan compare")
+            console.print(f"report: {html_path}")
+
+
+@plan_app.command("search")
+def search(
+    trace: Path | None = _TRACE,
+    param: str = typer.Option(
+        ..., "--param", help="Config key to vary, e.g. autoscaler_params.replicas."
+    ),
+    values: str = typer.Option(..., "--values", help="Comma-separated values, e.g. 2,4,6,8."),
+    target: float = typer.Option(0.99, "--target", help="SLO attainment to reach (0..1)."),
+    config_file: Path | None = _CONFIG,
+    settings: list[str] = _SET,
+    workload: str = typer.Option(
+        "chat", "--workload", "-w", help="Synthetic workload without a trace."
+    ),
+    num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
+    rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
+    limit: int | None = typer.Option(None, "--limit", help="Read at most N trace requests."),
+    speedup: float = typer.Option(1.0, "--speedup", help="Replay the trace N times faster."),
+    backend: str = typer.Option("process", "--backend", help="serial, process or ray."),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Parallel processes (default: cores)."
+    ),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the best result JSON here."),
+    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report of all runs."),
+) -> None:
+    """Find the least-energy value of one parameter that meets the target SLO attainment."""
+    with user_errors():
+        if backend not in ("serial", "process", "ray"):
+            raise ConfigError(f"unknown backend {backend!r}; use serial, process or ray")
+        config = _config(config_file, settings, {})
+        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup)
+        tried = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        found = search_min_energy(config, param, tried, wl, target, cast(Backend, backend), workers)
+        labelled = [
+            PlanResult.from_dict({**r.to_dict(), "label": f"{param}={v}"})
+            for r, v in zip(found.results, tried, strict=True)
+        ]
+        _print_table(labelled, f"tokenwatt plan search ({param})")
+        if html_path is not None:
+            write_report(labelled, html_path, f"tokenwatt plan search: {param}")
+            console.print(f"report: {html_path}")
+        best = found.best
+        if best is None:
+            raise fail(f"no value of {param} reached {target:.2%} SLO attainment; widen --values")
+        console.print(
+            f"best: {param}={tried[found.best_index or 0]} meets {target:.2%} with "
+            f"{best.energy_j / 3.6e6:.3f} kWh ({best.output_tokens_per_j:.3f} output tokens/J)"
+        )
+        if out is not None:
+            best.to_json(out)
+            console.print(f"result: {out}")
+
+
+@plan_app.command("presets")
+def presets() -> None:
+    """List the accelerator, power and model presets with their sources."""
+    table = Table(title="accelerator presets")
+    for col in (
+        "name",
+        "memory GB",
+        "bandwidth TB/s",
+        "BF16 TFLOP/s",
+        "idle / prefill / decode W",
+    ):
+        table.add_column(col)
+    for name, a in ACCELERATOR_PRESETS.items():
+        p = POWER_PRESETS[name]
+        table.add_row(
+            name,
+            f"{a.memory_bytes / 1e9:.0f}",
+            f"{a.bandwidth_bytes_per_s / 1e12:.2f}",
+            f"{a.flops_per_s / 1e12:.0f}",
+            f"{p.idle_w:.0f} / {p.prefill_w:.0f} / {p.decode_min_w:.0f}-{p.decode_max_w:.0f}",
+        )
+    console.print(table)
+    for name, a in ACCELERATOR_PRESETS.items():
+        console.print(f"{name}: {a.source}; power: {POWER_PRESETS[name].source}")
+    models = Table(title="model presets")
+    for col in ("name", "params", "weight GB", "KV bytes/token"):
+        models.add_column(col)
+    for name, m in MODEL_PRESETS.items():
+        models.add_row(
+            name,
+            f"{m.params / 1e9:.2f}B",
+            f"{m.weight_bytes / 1e9:.2f}",
+            f"{m.kv_bytes_per_token:.0f}",
+        )
+    console.print(models)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``plan`` group to the root app."""
+    app.add_typer(plan_app, name="plan")

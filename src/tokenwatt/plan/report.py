@@ -1,0 +1,162 @@
+"""A self-contained HTML report of plan results: one comparison table, inline SVG timelines.
+
+No scripts, fonts or network: the file opens the same anywhere, offline.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from tokenwatt.plan.results import PlanResult
+
+__all__ = ["comparison_rows", "render_html", "write_report"]
+
+_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+
+
+def comparison_rows(results: Sequence[PlanResult]) -> list[tuple[str, list[str]]]:
+    """(metric, one formatted value per result) rows shared by the HTML and the CLI tables."""
+
+    def fmt(values: Sequence[float], spec: str) -> list[str]:
+        return [format(v, spec) for v in values]
+
+    rows: list[tuple[str, list[str]]] = [
+        ("requests (completed / arrived)", [f"{r.completed} / {r.arrived}" for r in results]),
+        ("dropped", [str(sum(r.dropped.values())) for r in results]),
+        ("SLO attainment", fmt([r.slo_attainment * 100 for r in results], ".2f")),
+        ("goodput (req/s)", fmt([r.goodput_rps for r in results], ".3f")),
+        (
+            "TTFT p50 / p99 (s)",
+            [
+                f"{r.latency_s.get('ttft_p50', 0):.3f} / {r.latency_s.get('ttft_p99', 0):.3f}"
+                for r in results
+            ],
+        ),
+        (
+            "TPOT p50 / p99 (ms)",
+            [
+                f"{r.latency_s.get('tpot_p50', 0) * 1e3:.1f} / "
+                f"{r.latency_s.get('tpot_p99', 0) * 1e3:.1f}"
+                for r in results
+            ],
+        ),
+        ("energy (kWh)", fmt([r.energy_j / 3.6e6 for r in results], ".3f")),
+        ("  busy (kWh)", fmt([r.busy_j / 3.6e6 for r in results], ".3f")),
+        ("  idle (kWh)", fmt([r.energy_split_j.get("idle", 0) / 3.6e6 for r in results], ".3f")),
+        (
+            "  cold start (kWh)",
+            [format(r.energy_split_j.get("cold_start", 0) / 3.6e6, ".3f") for r in results],
+        ),
+        ("output tokens / J", fmt([r.output_tokens_per_j for r in results], ".3f")),
+        ("goodput tokens / J", fmt([r.goodput_tokens_per_j for r in results], ".3f")),
+        ("J / request", fmt([r.j_per_request for r in results], ".1f")),
+        ("accelerator-hours", fmt([r.accelerator_hours for r in results], ".2f")),
+        ("peak replicas", [str(r.peak_replicas) for r in results]),
+        (
+            "facility energy (kWh, PUE)",
+            [format(r.facility.get("facility_energy_j", 0) / 3.6e6, ".3f") for r in results],
+        ),
+        (
+            "heat reused (kWh, ERF)",
+            [format(r.facility.get("reused_heat_j", 0) / 3.6e6, ".3f") for r in results],
+        ),
+        ("carbon (kg CO2)", [format(r.facility.get("carbon_g", 0) / 1e3, ".3f") for r in results]),
+        (
+            "cost (energy + accelerators)",
+            [
+                format(
+                    r.facility.get("energy_cost", 0) + r.facility.get("accelerator_cost", 0), ".2f"
+                )
+                for r in results
+            ],
+        ),
+        ("energy source / scope", [f"{r.energy_source} / {r.energy_scope}" for r in results]),
+    ]
+    return rows
+
+
+def _polyline(
+    xs: Sequence[float], ys: Sequence[float], x_max: float, y_max: float, color: str
+) -> str:
+    w, h = 640.0, 140.0
+    if not xs or x_max <= 0:
+        return ""
+    y_top = y_max if y_max > 0 else 1.0
+    pts = " ".join(
+        f"{30 + x / x_max * (w - 40):.1f},{h - 20 - y / y_top * (h - 30):.1f}"
+        for x, y in zip(xs, ys, strict=False)
+    )
+    return f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{pts}"/>'
+
+
+def _chart(title: str, key: str, results: Sequence[PlanResult], unit: str) -> str:
+    series = []
+    x_max = 0.0
+    y_max = 0.0
+    for r in results:
+        tl = r.timeline
+        xs = [float(x) for x in tl.get("time_s", [])]
+        ys = [float(y) for y in tl.get(key, [])]
+        series.append((xs, ys))
+        if xs:
+            x_max = max(x_max, xs[-1] + float(tl.get("interval_s", 0)))
+        if ys:
+            y_max = max(y_max, max(ys))
+    lines = "".join(
+        _polyline(xs, ys, x_max, y_max, _COLORS[i % len(_COLORS)])
+        for i, (xs, ys) in enumerate(series)
+    )
+    return (
+        f"<figure><figcaption>{html.escape(title)} (max {y_max:.4g} {html.escape(unit)}, "
+        f"over {x_max:.0f} s)</figcaption>"
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="640" height="140" role="img">'
+        f'<line x1="30" y1="120" x2="630" y2="120" stroke="#999"/>'
+        f'<line x1="30" y1="10" x2="30" y2="120" stroke="#999"/>{lines}</svg></figure>'
+    )
+
+
+def render_html(results: Sequence[PlanResult], title: str = "tokenwatt plan") -> str:
+    """The report as one HTML string."""
+    labels = [r.label or f"run {i + 1}" for i, r in enumerate(results)]
+    head = "".join(
+        f'<th style="color:{_COLORS[i % len(_COLORS)]}">{html.escape(label)}</th>'
+        for i, label in enumerate(labels)
+    )
+    body = "".join(
+        f"<tr><td>{html.escape(name)}</td>"
+        + "".join(f"<td>{html.escape(v)}</td>" for v in values)
+        + "</tr>"
+        for name, values in comparison_rows(results)
+    )
+    charts = "".join(
+        _chart(t, k, results, u)
+        for t, k, u in (
+            ("Mean accelerator power", "power_w", "W"),
+            ("Replicas on", "replicas", "replicas"),
+            ("Requests waiting", "queue", "requests"),
+            ("Arrivals per interval", "arrivals", "requests"),
+        )
+    )
+    note = (
+        "Energy is simulated from the power model named in each column (published figures, not "
+        "measurements); scope: accelerators. Facility rows apply PUE, ERF and carbon intensity."
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:sans-serif;margin:2em;max-width:60em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"
+        "text-align:right}td:first-child{text-align:left}figure{margin:1em 0}"
+        "</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
+        f"<table><tr><th>metric</th>{head}</tr>{body}</table>{charts}</body></html>"
+    )
+
+
+def write_report(
+    results: Sequence[PlanResult], path: str | Path, title: str = "tokenwatt plan"
+) -> None:
+    """Write the HTML report of ``results`` to ``path``."""
+    Path(path).write_text(render_html(results, title), encoding="utf-8")
