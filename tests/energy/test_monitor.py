@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -9,7 +10,7 @@ import time
 import pytest
 
 from tests.energy.fakes import FakeClock
-from tokenwatt.energy import EnergyMonitor, FixedPowerMeter, Measurement, WindowError
+from tokenwatt.energy import EnergyMonitor, FixedPowerMeter, Measurement, Reading, WindowError
 from tokenwatt.errors import ConfigError
 
 
@@ -167,3 +168,48 @@ def test_monitor_needs_a_meter() -> None:
     """A monitor over no meters is a ConfigError pointing at detect_meters."""
     with pytest.raises(ConfigError, match="at least one meter"):
         EnergyMonitor([])
+
+
+async def test_window_decorates_coroutines_per_task(clock: FakeClock) -> None:
+    """A decorated coroutine is measured from call to return, per task, interleaved or not."""
+    monitor = EnergyMonitor(FixedPowerMeter({"a": 10.0}, clock=clock), sample_hz=0)
+    gate = asyncio.Event()
+    durations: list[float] = []
+
+    @monitor.window("request")
+    async def request(wait: bool) -> None:
+        if wait:
+            await gate.wait()
+        clock.advance(1.0)
+
+    async def run(wait: bool) -> None:
+        await request(wait)
+        last = monitor.last("request")
+        assert last is not None
+        durations.append(last.duration_s)
+
+    slow = asyncio.create_task(run(True))
+    await asyncio.sleep(0)
+    await run(False)  # starts after slow, ends before it
+    gate.set()
+    await slow
+    assert durations == [1.0, 2.0]
+    assert monitor.open_windows == []
+
+
+def test_sampler_survives_a_failing_read() -> None:
+    """A meter read that raises skips a sample; the sampler keeps running."""
+
+    class Flaky(FixedPowerMeter):
+        reads = 0
+
+        def read(self) -> Reading:
+            self.reads += 1
+            if self.reads == 3:
+                raise RuntimeError("transient")
+            return super().read()
+
+    monitor = EnergyMonitor(Flaky({"a": 1.0}), sample_hz=200)
+    with monitor:
+        time.sleep(0.15)
+    assert len(monitor.timeline()) >= 3

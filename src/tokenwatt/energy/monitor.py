@@ -7,6 +7,7 @@ enough to wrap single requests. The monitor owns its meters and closes them in `
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -34,8 +35,10 @@ class WindowError(MeterError):
 class Window:
     """A window as a context manager (``with``) or decorator; ``measurement`` holds the result.
 
-    Each entry opens a window of its own, so the same ``Window`` may be used by several
-    threads at once or re-entered recursively.
+    Every decorated call, and every ``with`` entry, opens a window of its own, so decorated
+    functions may run in several threads or asyncio tasks at once and recurse. Take a fresh
+    ``monitor.window(name)`` per ``with`` in concurrent asyncio code: entries of one shared
+    object are matched to exits per thread, last in first out.
     """
 
     def __init__(self, monitor: EnergyMonitor, name: str) -> None:
@@ -62,10 +65,28 @@ class Window:
         self.measurement = self._monitor._end(key)
 
     def __call__(self, fn: F) -> F:
+        """Measure every call of ``fn``; for a coroutine function, every awaited call."""
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                key = object()
+                self._monitor._begin(key, self.name)
+                try:
+                    return await fn(*args, **kwargs)
+                finally:
+                    self.measurement = self._monitor._end(key)
+
+            return async_wrapper  # type: ignore[return-value]
+
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with self:
+            key = object()
+            self._monitor._begin(key, self.name)
+            try:
                 return fn(*args, **kwargs)
+            finally:
+                self.measurement = self._monitor._end(key)
 
         return wrapper  # type: ignore[return-value]
 
@@ -239,14 +260,14 @@ class EnergyMonitor:
         interval_s = 1.0 / self.sample_hz
         try:
             previous = self._meter.read()
-        except MeterError as exc:
+        except Exception as exc:  # an unreadable meter leaves an empty timeline, not a crash
             log.warning("energy sampler stopped: %s", exc)
             return
         deadline = time.monotonic() + interval_s
         while not self._stop.wait(max(deadline - time.monotonic(), 0.0)):
             try:
                 reading = self._meter.read()
-            except MeterError as exc:
+            except Exception as exc:  # keep sampling: one failed read must not end the timeline
                 log.warning("energy sampler skipped a sample: %s", exc)
                 reading = None
             if reading is not None:
