@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tokenwatt.errors import ConfigError, TraceError
-from tokenwatt.workload.traces import TraceOptions, detect_format, open_trace
+from tokenwatt.workload.traces import TraceOptions, TraceReader, detect_format, open_trace
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
 AZURE = FIXTURES / "azure_2023_conv_head40.csv"
@@ -215,3 +215,97 @@ def test_shared_traces_read_completely(shared_traces: Path, name: str, count: in
     reader = open_trace(shared_traces / name)
     assert sum(1 for _ in reader) == count
     assert reader.stats.skipped == {}
+
+
+def _columns_as_tuples(reader: TraceReader, chunk_rows: int) -> list[tuple[float, int, int]]:
+    out: list[tuple[float, int, int]] = []
+    for chunk in reader.columns(chunk_rows):
+        out.extend(
+            zip(
+                chunk.arrival_s.tolist(),
+                chunk.input_tokens.tolist(),
+                chunk.output_tokens.tolist(),
+                strict=True,
+            )
+        )
+    return out
+
+
+OPTION_CASES = [
+    TraceOptions(),
+    TraceOptions(limit=7),
+    TraceOptions(start_s=2.0, end_s=6.0, speedup=2.0),
+    TraceOptions(end_s=5.0, sorted_input=False),
+    TraceOptions(input_scale=0.1, output_scale=0.5, max_input_tokens=50, max_output_tokens=9),
+]
+
+
+@pytest.mark.parametrize("path", [AZURE, MOONCAKE, BURST, BAD])
+@pytest.mark.parametrize("options", OPTION_CASES)
+@pytest.mark.parametrize("chunk_rows", [3, 65536])
+def test_columns_match_iteration(path: Path, options: TraceOptions, chunk_rows: int) -> None:
+    """The numpy column path gives the same requests and the same stats as iteration."""
+    reader = open_trace(path, options=options)
+    try:
+        expected = [(r.arrival_s, r.input_tokens, r.output_tokens) for r in reader]
+    except TraceError:
+        with pytest.raises(TraceError, match="no valid request rows"):
+            _columns_as_tuples(reader, chunk_rows)
+        return
+    stats = reader.stats
+    got = _columns_as_tuples(reader, chunk_rows)
+    assert [g[1:] for g in got] == [e[1:] for e in expected]
+    assert [g[0] for g in got] == pytest.approx([e[0] for e in expected], abs=1e-6)
+    assert reader.stats.skipped == stats.skipped
+    assert reader.stats.requests == stats.requests
+
+
+def test_columns_chunks_number_their_requests() -> None:
+    """Each chunk says the index of its first request; lengths add up."""
+    chunks = list(open_trace(AZURE).columns(chunk_rows=16))
+    assert [c.first_index for c in chunks] == [0, 16, 32]
+    assert [len(c) for c in chunks] == [16, 16, 8]
+
+
+def test_columns_fast_path_reads_utc_offset_timestamps(tmp_path: Path) -> None:
+    """2024-style +00:00 timestamps take the vectorised path with the same arrivals."""
+    p = tmp_path / "a24.csv"
+    p.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2024-05-10 00:00:00.009930+00:00,10,2\n"
+        "2024-05-10 00:00:01.509930+00:00,11,3\n"
+    )
+    (chunk,) = list(open_trace(p).columns())
+    assert chunk.arrival_s.tolist() == pytest.approx([0.0, 1.5], abs=1e-6)
+
+
+def test_columns_mixed_offsets_fall_back_to_rows(tmp_path: Path) -> None:
+    """A chunk whose rows carry different UTC offsets is parsed row by row, offsets honoured."""
+    p = tmp_path / "mixed.csv"
+    p.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2024-05-10 00:00:00.000000+00:00,10,2\n"
+        "2024-05-10 02:00:01.000000+02:00,11,3\n"
+    )
+    (chunk,) = list(open_trace(p).columns())
+    assert chunk.arrival_s.tolist() == pytest.approx([0.0, 1.0], abs=1e-6)
+
+
+@pytest.mark.parametrize("name", ["azure_llm_2023_conv.csv", "mooncake_synthetic.jsonl"])
+def test_shared_trace_columns_match_iteration(shared_traces: Path, name: str) -> None:
+    """On the real traces the column path equals iteration row for row."""
+    reader = open_trace(shared_traces / name)
+    expected = [(r.input_tokens, r.output_tokens) for r in reader]
+    got = _columns_as_tuples(reader, 4096)
+    assert [g[1:] for g in got] == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2023-11-16 18:15:46.6805900", "2024-05-10 00:00:00.009930+00:00", "2024-05-10T00:00:03Z"],
+)
+def test_positional_timestamp_parse_matches_fromisoformat(text: str) -> None:
+    """The fallback parser (for Pythons whose fromisoformat refuses these) agrees with it."""
+    from tokenwatt.workload._trace_formats import _parse_iso_s, _parse_iso_slow
+
+    assert _parse_iso_slow(text, {}) == pytest.approx(_parse_iso_s(text, {}), abs=1e-6)

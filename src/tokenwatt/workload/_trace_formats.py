@@ -23,6 +23,7 @@ Skip = Callable[[str], None]
 _AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 _BURST_COLUMNS = ("Timestamp", "Request tokens", "Response tokens")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH_NAIVE = datetime(1970, 1, 1)
 
 
 def detect_from_first_line(line: str) -> str | None:
@@ -47,9 +48,20 @@ def detect_from_first_line(line: str) -> str | None:
 def _parse_iso_s(text: str, day_cache: dict[str, float]) -> float:
     """Seconds since the epoch of an ISO timestamp like ``2023-11-16 18:15:46.6805900[+00:00]``.
 
-    The fast path slices fields by position (Azure's fixed layout); anything else, including
-    non-UTC offsets, goes through ``datetime.fromisoformat``.
+    ``datetime.fromisoformat`` (C, ~0.3 us) reads it on Python 3.11+; older versions refuse
+    7-digit fractions and ``Z``, so a positional parse of Azure's fixed layout backs it up.
+    Naive timestamps are taken as UTC.
     """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return _parse_iso_slow(text, day_cache)
+    if parsed.tzinfo is None:
+        return (parsed - _EPOCH_NAIVE).total_seconds()
+    return (parsed - _EPOCH).total_seconds()
+
+
+def _parse_iso_slow(text: str, day_cache: dict[str, float]) -> float:
     n = len(text)
     if n >= 19 and text[10] in " T" and text[13] == ":" and text[16] == ":":
         end = n

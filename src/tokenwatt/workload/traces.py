@@ -9,16 +9,20 @@ from __future__ import annotations
 import gzip
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, TextIO, TypeVar, get_args
+
+import numpy as np
 
 from tokenwatt.errors import ConfigError, TraceError
+from tokenwatt.workload._trace_chunks import raw_chunks
 from tokenwatt.workload._trace_formats import RawRow, detect_from_first_line, row_parser
 from tokenwatt.workload.types import Request
 
 __all__ = [
+    "TraceColumns",
     "TraceFormat",
     "TraceOptions",
     "TraceReader",
@@ -28,6 +32,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TraceFormat = Literal["azure", "burstgpt", "mooncake"]
 """``azure``: Azure LLM inference CSV, 2023 and 2024 (TIMESTAMP, ContextTokens, GeneratedTokens).
@@ -105,7 +110,24 @@ class TraceStats:
         return sum(self.skipped.values())
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+@dataclass(frozen=True, eq=False)
+class TraceColumns:
+    """A chunk of requests as numpy columns (no session ids or block ids): the bulk fast path."""
+
+    arrival_s: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Arrival times (float64 s, after window and speed-up)."""
+    input_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Prompt tokens (int64, after scaling and clamping)."""
+    output_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Output tokens (int64, after scaling and clamping)."""
+    first_index: int = 0
+    """Index of the chunk's first request in the pass (request ids are ``<format>-<index>``)."""
+
+    def __len__(self) -> int:
+        return len(self.arrival_s)
+
+
+def _open_text(path: Path) -> TextIO:
     if path.suffix == ".gz":
         return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
     return open(path, encoding="utf-8-sig", newline="")
@@ -175,6 +197,19 @@ class TraceReader:
         self._skipped[reason] = self._skipped.get(reason, 0) + 1
 
     def __iter__(self) -> Iterator[Request]:
+        return self._pass(self._requests_from)
+
+    def columns(self, chunk_rows: int = 65536) -> Iterator[TraceColumns]:
+        """The same requests as iteration gives (same options, skips and stats) as numpy chunks.
+
+        Several times faster than building Requests: Azure CSV is parsed vectorised. Session ids
+        and block ids are not carried; iterate for those.
+        """
+        if chunk_rows < 1:
+            raise ConfigError(f"chunk_rows must be >= 1, got {chunk_rows}")
+        return self._pass(lambda fh: self._columns_from(fh, chunk_rows))
+
+    def _pass(self, body: Callable[[TextIO], Iterator[_T]]) -> Iterator[_T]:
         self._requests = 0
         self._skipped = {}
         self._last_arrival_s = 0.0
@@ -184,7 +219,7 @@ class TraceReader:
             raise TraceError(f"trace file {self.path} cannot be opened: {exc}") from exc
         with fh:
             try:
-                yield from self._requests_from(fh)
+                yield from body(fh)
             except UnicodeDecodeError as exc:
                 raise TraceError(f"trace file {self.path} is not UTF-8 text: {exc}") from exc
         if self._requests == 0:
@@ -194,6 +229,63 @@ class TraceReader:
                 f"the format and the time window"
             )
         log.debug("read %s: %s", self.path, self.stats)
+
+    def _columns_from(self, fh: TextIO, chunk_rows: int) -> Iterator[TraceColumns]:
+        opts = self.options
+        t0: float | None = None
+        for t, inp, out in raw_chunks(self.format, fh, chunk_rows, self._skip):
+            n = len(t)
+            if n == 0:
+                continue
+            status = np.zeros(n, dtype=np.int8)
+            status[inp <= 0] = 1
+            status[(inp > 0) & (out <= 0)] = 2
+            valid = status == 0
+            if t0 is None:
+                if not valid.any():
+                    self._count(status, n)
+                    continue
+                t0 = float(t[int(np.argmax(valid))])
+            rel = t - t0
+            outside = valid & (rel < opts.start_s)
+            stop, done = n, False
+            if opts.end_s is not None:
+                past = valid & ~outside & (rel >= opts.end_s)
+                if opts.sorted_input and past.any():
+                    stop, done = int(np.argmax(past)) + 1, True
+                outside |= past
+            status[outside] = 3
+            kept = np.flatnonzero(status[:stop] == 0)
+            if opts.limit is not None and len(kept) >= opts.limit - self._requests:
+                kept = kept[: opts.limit - self._requests]
+                stop, done = int(kept[-1]) + 1, True
+            self._count(status, stop)
+            if len(kept):
+                yield self._column_chunk(rel[kept], inp[kept], out[kept])
+            if done:
+                return
+
+    def _count(self, status: np.ndarray, stop: int) -> None:
+        counts = np.bincount(status[:stop], minlength=4)
+        for code, reason in ((1, "zero_input"), (2, "zero_output"), (3, "outside_window")):
+            if counts[code]:
+                self._skipped[reason] = self._skipped.get(reason, 0) + int(counts[code])
+
+    def _column_chunk(self, rel: np.ndarray, inp: np.ndarray, out: np.ndarray) -> TraceColumns:
+        opts = self.options
+        arrival = (rel - opts.start_s) / opts.speedup
+        for arr, scale, cap in (
+            (inp, opts.input_scale, opts.max_input_tokens),
+            (out, opts.output_scale, opts.max_output_tokens),
+        ):
+            if scale != 1.0:
+                arr[:] = np.maximum(1, np.rint(arr * scale))
+            if cap is not None:
+                np.minimum(arr, cap, out=arr)
+        first = self._requests
+        self._requests += len(arrival)
+        self._last_arrival_s = float(arrival[-1])
+        return TraceColumns(arrival, inp, out, first)
 
     def _requests_from(self, lines: Iterator[str]) -> Iterator[Request]:
         opts = self.options
