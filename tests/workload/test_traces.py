@@ -309,3 +309,20 @@ def test_positional_timestamp_parse_matches_fromisoformat(text: str) -> None:
     from tokenwatt.workload._trace_formats import _parse_iso_s, _parse_iso_slow
 
     assert _parse_iso_slow(text, {}) == pytest.approx(_parse_iso_s(text, {}), abs=1e-6)
+
+
+def test_burstgpt_without_session_column(tmp_path: Path) -> None:
+    """The original BurstGPT layout (no Session ID column) is detected and read, sessions None."""
+    p = tmp_path / "b.csv"
+    p.write_text(
+        "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n"
+        "0,ChatGPT,472,18,490,Conversation log\n"
+        "3,GPT-4,100,0,100,API log\n"
+        "4,GPT-4,100,7,107,API log\n"
+    )
+    reader = open_trace(p)
+    assert reader.format == "burstgpt"
+    assert [(r.arrival_s, r.session_id, r.output_tokens) for r in reader] == [
+        (0.0, None, 18),
+        (4.0, None, 7),
+    ]

@@ -26,6 +26,7 @@ from tokenwatt.workload.synthetic import (
     workload_spec,
 )
 from tokenwatt.workload.traces import (
+    TraceColumns,
     TraceFormat,
     TraceOptions,
     TraceReader,
@@ -50,6 +51,7 @@ __all__ = [
     "SessionTurn",
     "SyntheticSpec",
     "Tokenizer",
+    "TraceColumns",
     "TraceFormat",
     "TraceOptions",
     "TraceReader",
