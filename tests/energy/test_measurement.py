@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenwatt.energy import Component, IdleBaseline, Measurement, PowerSample
+from tokenwatt.energy import Component, IdleBaseline, Measurement, PowerSample, average_power_w
 from tokenwatt.errors import ConfigError
 
 COMPONENTS = (
@@ -119,3 +119,13 @@ def test_to_dict_carries_sources_scopes_and_figures() -> None:
     assert (data["duration_s"], data["total_j"], data["avg_power_w"]) == (4.0, 1240.0, 310.0)
     assert data["by_scope_j"] == {"gpu": 1200.0, "cpu": 40.0}
     assert data["adjusted_total_j"] == 1240.0
+
+
+def test_average_power_weights_samples_by_interval() -> None:
+    """Steady power is the interval-weighted mean of the samples' power."""
+    samples = [
+        PowerSample(1.0, {"a": 100.0, "b": 0.0}, 1.0),
+        PowerSample(4.0, {"a": 200.0, "b": 8.0}, 3.0),
+    ]
+    assert average_power_w(samples) == {"a": 175.0, "b": 6.0}
+    assert average_power_w([]) == {}

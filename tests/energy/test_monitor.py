@@ -213,3 +213,14 @@ def test_sampler_survives_a_failing_read() -> None:
     with monitor:
         time.sleep(0.15)
     assert len(monitor.timeline()) >= 3
+
+
+def test_steady_power_from_the_timeline() -> None:
+    """steady_power_w averages the samples in a time range; none in range gives {}."""
+    monitor = EnergyMonitor(FixedPowerMeter({"gpu0": 40.0}, scope="gpu"), sample_hz=200)
+    with monitor:
+        time.sleep(0.1)
+    samples = monitor.timeline()
+    steady = monitor.steady_power_w(samples[1].time_s, samples[-1].time_s)
+    assert steady["gpu0"] == pytest.approx(40.0)
+    assert monitor.steady_power_w(-2.0, -1.0) == {}

@@ -10,7 +10,7 @@ from tokenwatt.energy.facility import (
     facility_preset,
 )
 from tokenwatt.energy.measure import CommandMeasurement, CommandNotStartedError, measure_command
-from tokenwatt.energy.measurement import IdleBaseline, Measurement, PowerSample
+from tokenwatt.energy.measurement import IdleBaseline, Measurement, PowerSample, average_power_w
 from tokenwatt.energy.meter import SCOPES, Component, Meter, Reading, Scope, is_estimated
 from tokenwatt.energy.monitor import EnergyMonitor, Window, WindowError
 from tokenwatt.energy.nvml import NvmlMeter
@@ -43,6 +43,7 @@ __all__ = [
     "Scope",
     "Window",
     "WindowError",
+    "average_power_w",
     "detect_meters",
     "facility_preset",
     "is_estimated",

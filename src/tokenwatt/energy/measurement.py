@@ -6,14 +6,14 @@ energy); every figure stays tied to its component's source and scope.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tokenwatt.energy.meter import Component, Scope
 from tokenwatt.errors import ConfigError
 
-__all__ = ["IdleBaseline", "Measurement", "PowerSample", "component_dict"]
+__all__ = ["IdleBaseline", "Measurement", "PowerSample", "average_power_w", "component_dict"]
 
 
 def component_dict(component: Component) -> dict[str, Any]:
@@ -47,6 +47,22 @@ class PowerSample:
     def total_w(self) -> float:
         """Watts summed over every component."""
         return sum(self.power_w.values())
+
+
+def average_power_w(samples: Sequence[PowerSample]) -> dict[str, float]:
+    """Interval-weighted average watts per component over ``samples`` (empty: no samples).
+
+    Use it on a slice of the timeline for steady-state power, e.g. the middle of a long
+    batch after warm-up, where the window's start and end transients are left out.
+    """
+    weight_s = sum(s.interval_s for s in samples)
+    if weight_s <= 0:
+        return {}
+    totals: dict[str, float] = {}
+    for s in samples:
+        for name, watts in s.power_w.items():
+            totals[name] = totals.get(name, 0.0) + watts * s.interval_s
+    return {name: joules / weight_s for name, joules in totals.items()}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from tokenwatt.energy.combined import CombinedMeter
-from tokenwatt.energy.measurement import IdleBaseline, Measurement, PowerSample
+from tokenwatt.energy.measurement import IdleBaseline, Measurement, PowerSample, average_power_w
 from tokenwatt.energy.meter import Component, Meter, Reading
 from tokenwatt.errors import ConfigError, MeterError
 
@@ -255,6 +255,13 @@ class EnergyMonitor:
             for s in samples
             if (start_s is None or s.time_s >= start_s) and (end_s is None or s.time_s <= end_s)
         ]
+
+    def steady_power_w(self, start_s: float, end_s: float) -> dict[str, float]:
+        """Average watts per component from the samples ending in [start_s, end_s].
+
+        Empty when no sample falls in the range (sampler off, or the range is too short).
+        """
+        return average_power_w(self.timeline(start_s, end_s))
 
     def _sample_loop(self) -> None:
         interval_s = 1.0 / self.sample_hz
