@@ -126,3 +126,12 @@ def test_models_satisfy_protocol(model: ExecutionModel) -> None:
     assert isinstance(model, ExecutionModel)
     assert model.decode_s(8, 1000, 10) > model.decode_s(8, 1000, 1) > 0
     assert model.prefill_s(4000, 1) >= model.prefill_s(10, 1) > 0
+
+
+@pytest.mark.parametrize("elapsed", [1e-4, 0.0071, 0.05, 0.3337, 1.0, 2.5, 100.0])
+def test_decode_steps_until_matches_brute_force_on_growing_steps(elapsed: float) -> None:
+    """On the roofline (steps slow down as the context grows) the shortcut equals a scan."""
+    m = RooflineModel()
+    batch, ctx, cap = 64, 300_000, 200
+    expected = next((j for j in range(1, cap + 1) if m.decode_s(batch, ctx, j) >= elapsed), cap)
+    assert decode_steps_until(m, batch, ctx, elapsed, cap) == expected

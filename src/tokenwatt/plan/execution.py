@@ -60,8 +60,20 @@ def linear_max_sum(const_s: float, base_s: float, slope_s: float, steps: int) ->
 def decode_steps_until(
     model: ExecutionModel, batch: int, context_tokens: int, elapsed_s: float, max_steps: int
 ) -> int:
-    """Smallest j in [1, max_steps] whose j decode iterations take at least ``elapsed_s``."""
-    lo, hi = 1, max_steps
+    """Smallest j in [1, max_steps] whose j decode iterations take at least ``elapsed_s``.
+
+    Iterations never get faster as the context grows, so elapsed / first iteration's time bounds
+    j from above and is usually the answer: two model calls instead of a full bisection.
+    """
+    first = model.decode_s(batch, context_tokens, 1)
+    if first >= elapsed_s or max_steps <= 1:
+        return 1
+    hi = min(max_steps, math.ceil(elapsed_s / first) if first > 0 else max_steps)
+    while hi < max_steps and model.decode_s(batch, context_tokens, hi) < elapsed_s:
+        hi += 1  # float rounding at an exact boundary
+    if model.decode_s(batch, context_tokens, hi - 1) < elapsed_s:
+        return hi
+    lo = 1
     while lo < hi:
         mid = (lo + hi) // 2
         if model.decode_s(batch, context_tokens, mid) >= elapsed_s:
