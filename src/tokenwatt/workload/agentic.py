@@ -149,14 +149,16 @@ class SessionPlan:
         b = self.block_tokens
         context = self.turns[turn].input_tokens
         full = context // b
-        shared_full = self.system_tokens // b
-        ids = [
-            block_id(SHARED, self.group, k) if k < shared_full else block_id(SESSION, self.index, k)
-            for k in range(full)
-        ]
+        shared_full = min(full, self.system_tokens // b)
+        shared = block_id(SHARED, self.group, 0)
+        own = block_id(SESSION, self.index, max(0, full - 1))  # validates the largest index
+        own -= max(0, full - 1)
+        ids = tuple(range(shared, shared + shared_full)) + tuple(
+            range(own + shared_full, own + full)
+        )
         if context % b:
-            ids.append(block_id(TAIL, self.index, turn))
-        return tuple(ids)
+            ids += (block_id(TAIL, self.index, turn),)
+        return ids
 
 
 def _plan_session(spec: AgenticSpec, index: int, start_s: float) -> SessionPlan:
