@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,3 +154,11 @@ def _kv_arrays(seed: int, tokens: int = 4) -> list[np.ndarray]:
 def make_kv() -> Callable[..., list[np.ndarray]]:
     """``make_kv(seed, tokens=4)``: deterministic fake KV tensors of one block (2 layers x K, V)."""
     return _kv_arrays
+
+
+@pytest.fixture(scope="session")
+def tiny_model() -> Any:
+    """The engine's `tiny` preset on CPU, fp32, seed 0 (built once per session)."""
+    from tokenwatt.engine.model import load_model
+
+    return load_model("tiny", device="cpu")

@@ -63,6 +63,8 @@ class StatsSnapshot:
     """Total seconds spent in prefix loads."""
     load_s_max: float = 0.0
     """Longest prefix load, seconds."""
+    writes_dropped: int = 0
+    """Blocks not stored because the background write queue was full."""
 
 
 class WarehouseStats:
@@ -107,6 +109,11 @@ class WarehouseStats:
                 load_s_sum=s.load_s_sum + seconds,
                 load_s_max=max(s.load_s_max, seconds),
             )
+
+    def record_dropped_writes(self, blocks: int) -> None:
+        """``blocks`` blocks were dropped instead of written (queue full)."""
+        with self._lock:
+            self._snap = replace(self._snap, writes_dropped=self._snap.writes_dropped + blocks)
 
     def snapshot(self) -> StatsSnapshot:
         """The counters as they are now."""
@@ -162,6 +169,11 @@ class WarehouseCollector(Collector):
             "tokenwatt_warehouse_load_seconds",
             "Seconds spent in prefix loads.",
             value=snap.load_s_sum,
+        )
+        yield CounterMetricFamily(
+            "tokenwatt_warehouse_writes_dropped",
+            "Blocks dropped because the write queue was full.",
+            value=snap.writes_dropped,
         )
         yield GaugeMetricFamily(
             "tokenwatt_warehouse_load_seconds_max", "Longest prefix load.", value=snap.load_s_max

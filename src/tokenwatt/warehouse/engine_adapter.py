@@ -1,0 +1,234 @@
+"""The engine's ``PrefixProvider`` over a :class:`TieredStore`: cached prefixes in, new blocks out.
+
+``lookup`` runs on the engine thread and loads only verified blocks; ``on_blocks_ready`` copies
+the new blocks and hands them to a background writer through a bounded queue that drops (and
+counts) on overflow, so storing never delays a step. Prefill speed for the load-or-recompute
+decision is measured from admission (``lookup``) to prompt completion (``on_blocks_ready``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from tokenwatt.energy.meter import Meter
+from tokenwatt.engine.kv import KVLayout, PrefixKV
+from tokenwatt.errors import ConfigError
+
+from .codec import DecodedBlock
+from .keys import BlockHasher
+from .store import TieredStore
+
+__all__ = ["AdapterConfig", "WarehousePrefixProvider"]
+
+log = logging.getLogger(__name__)
+
+# numpy has no bfloat16: such tensors travel as their raw 16-bit patterns.
+_RAW_VIEWS = {torch.bfloat16: torch.int16}
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Background writing and measurement of the engine adapter."""
+
+    write_queue_blocks: int = 4096
+    """Most blocks waiting to be written; beyond it new blocks are dropped (and counted)."""
+    remember_written: int = 100_000
+    """Keys remembered as already written, so re-published blocks are not copied again."""
+    tenant: str | None = None
+    """Tenant salt of every key."""
+
+    def __post_init__(self) -> None:
+        if self.write_queue_blocks < 1 or self.remember_written < 1:
+            raise ConfigError("write_queue_blocks and remember_written must be >= 1")
+
+
+@dataclass
+class _Pending:
+    start_s: float
+    tokens: int
+    energy_start: dict[str, float] | None
+
+
+class WarehousePrefixProvider:
+    """Implements the engine's ``PrefixProvider`` on ``store`` for a model of ``layout``."""
+
+    def __init__(
+        self,
+        store: TieredStore,
+        layout: KVLayout,
+        config: AdapterConfig | None = None,
+        *,
+        meter: Meter | None = None,
+    ) -> None:
+        if store.fingerprint != layout.fingerprint:
+            raise ConfigError("the store and the engine layout name different model fingerprints")
+        self.store = store
+        self.layout = layout
+        self.config = config if config is not None else AdapterConfig()
+        self.meter = meter
+        self.hasher = BlockHasher(
+            layout.fingerprint, block_tokens=layout.block_tokens, tenant=self.config.tenant
+        )
+        self._raw_dtype = _RAW_VIEWS.get(layout.dtype, layout.dtype)
+        self._queue: queue.Queue[tuple[str, list[np.ndarray]] | None] = queue.Queue(
+            self.config.write_queue_blocks
+        )
+        self._written: OrderedDict[str, None] = OrderedDict()
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._lock = threading.Lock()
+        self._writer: threading.Thread | None = None
+        self._closed = False
+
+    # -- PrefixProvider ---------------------------------------------------------------------
+
+    def lookup(self, token_ids: Sequence[int]) -> PrefixKV | None:
+        """The longest verified cached prefix of ``token_ids`` worth loading, or None."""
+        keys = self.hasher.keys(token_ids)
+        if not keys:
+            return None
+        loaded = self.store.load(keys, block_tokens=self.layout.block_tokens)
+        cached = min(loaded.tokens, len(token_ids) - 1)
+        if len(keys) > len(loaded.blocks):  # new blocks will be published: time the prefill
+            self._expect(keys[-1], len(token_ids) - cached)
+        if not loaded.blocks:
+            return None
+        return self._assemble(loaded.blocks)
+
+    def on_blocks_ready(self, token_ids: Sequence[int], kv: PrefixKV) -> None:
+        """Copy the blocks not yet written and queue them for the background writer."""
+        keys = self.hasher.keys(token_ids)
+        if not keys:
+            return
+        self._observe_prefill(keys[-1])
+        with self._lock:
+            new = [i for i, k in enumerate(keys) if k not in self._written]
+        if not new:
+            return
+        self._ensure_writer()
+        bt = self.layout.block_tokens
+        for i in new:
+            arrays = [
+                self._to_numpy(t[:, i * bt : (i + 1) * bt])
+                for pair in zip(kv.keys, kv.values, strict=True)
+                for t in pair
+            ]
+            try:
+                self._queue.put_nowait((keys[i], arrays))
+            except queue.Full:
+                self.store.stats.record_dropped_writes(1)
+                continue
+            with self._lock:
+                self._written[keys[i]] = None
+                if len(self._written) > self.config.remember_written:
+                    self._written.popitem(last=False)
+
+    # -- measurement ------------------------------------------------------------------------
+
+    def _expect(self, last_key: str, tokens: int) -> None:
+        energy = self._read_meter()
+        with self._lock:
+            self._pending[last_key] = _Pending(time.perf_counter(), tokens, energy)
+            while len(self._pending) > 1024:
+                self._pending.popitem(last=False)
+
+    def _observe_prefill(self, last_key: str) -> None:
+        with self._lock:
+            pending = self._pending.pop(last_key, None)
+        if pending is None or pending.tokens <= 0:
+            return
+        seconds = time.perf_counter() - pending.start_s
+        energy_j = None
+        end = self._read_meter()
+        if pending.energy_start is not None and end is not None:
+            energy_j = sum(max(0.0, end[n] - pending.energy_start.get(n, 0.0)) for n in end)
+        self.store.decider.observe_prefill(pending.tokens, seconds, energy_j, self._energy_source())
+
+    def _read_meter(self) -> dict[str, float] | None:
+        if self.meter is None:
+            return None
+        try:
+            return dict(self.meter.read().energy_j)
+        except Exception:  # a meter glitch loses one sample, never a request
+            log.debug("meter read failed", exc_info=True)
+            return None
+
+    def _energy_source(self) -> str:
+        if self.meter is None:
+            return ""
+        parts = sorted({f"{c.source}/{c.scope}" for c in self.meter.components})
+        return "+".join(parts) + " over admission-to-prompt-done windows"
+
+    # -- tensors ----------------------------------------------------------------------------
+
+    def _to_numpy(self, t: torch.Tensor) -> np.ndarray:
+        t = t.detach().to("cpu")
+        if self._raw_dtype is not t.dtype:
+            t = t.view(self._raw_dtype)
+        return np.array(t.numpy(), order="C", copy=True)
+
+    def _assemble(self, blocks: Sequence[DecodedBlock]) -> PrefixKV:
+        n_layers = self.layout.num_layers
+        per_tensor = [
+            np.concatenate([b.arrays[j] for b in blocks], axis=1) for j in range(2 * n_layers)
+        ]
+        tensors = [torch.from_numpy(a) for a in per_tensor]
+        if self._raw_dtype is not self.layout.dtype:
+            tensors = [t.view(self.layout.dtype) for t in tensors]
+        return PrefixKV(keys=tuple(tensors[0::2]), values=tuple(tensors[1::2]))
+
+    # -- background writer ------------------------------------------------------------------
+
+    def _ensure_writer(self) -> None:
+        with self._lock:
+            if self._writer is None and not self._closed:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="tw-warehouse-writer", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        bt = self.layout.block_tokens
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                key, arrays = item
+                # What recomputing this block would cost, for cost-aware eviction.
+                cost_s = (self.store.decider.prefill_s_per_token or 0.0) * bt
+                self.store.put([(key, arrays)], block_tokens=bt, cost_s=cost_s)
+            except Exception:  # storing is best effort: log and keep the writer alive
+                log.warning("warehouse write failed", exc_info=True)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until every queued block is written; False if ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        while self._queue.unfinished_tasks:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write what is queued (up to ``timeout_s``), stop the writer, close the store."""
+        with self._lock:
+            self._closed = True
+            writer = self._writer
+        if writer is not None:
+            self.flush(timeout_s)
+            with contextlib.suppress(queue.Full):
+                self._queue.put(None, timeout=timeout_s)
+            writer.join(timeout_s)
+        self.store.close()
