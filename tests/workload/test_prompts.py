@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import pytest
@@ -141,3 +142,32 @@ def test_exact_lengths_and_shared_prefixes_with_a_bpe_tokenizer() -> None:
     a = Bpe().encode(synth.from_blocks([7, 8, 9], 16, 48))
     b = Bpe().encode(synth.from_blocks([7, 8, 10], 16, 48))
     assert a[:32] == b[:32] and a[32:] != b[32:]
+
+
+def test_mooncake_requests_share_exactly_their_common_hash_id_prefix() -> None:
+    """Fixture lines 16 and 59 share hash ids 708-712: their prompts share 5 x 512 tokens."""
+    from pathlib import Path
+
+    from tokenwatt.workload.traces import open_trace
+
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "traces"
+    reqs = list(open_trace(fixture / "mooncake_synthetic_head60.jsonl"))
+    tok = ByteTokenizer(bos=False)
+    synth = PromptSynthesizer(tok)
+    a, b = (tok.encode(synth.for_request(reqs[i]).prompt or "") for i in (15, 58))
+    assert (len(a), len(b)) == (2752, 2754)
+    assert a[: 5 * 512] == b[: 5 * 512]
+    assert a[5 * 512 : 5 * 512 + 16] != b[5 * 512 : 5 * 512 + 16]
+
+
+def test_agentic_turns_extend_the_previous_prompt() -> None:
+    """Flattened agentic requests: turn t+1's prompt starts with turn t's full blocks."""
+    from tokenwatt.workload.agentic import AgenticSpec, agentic_requests
+
+    synth = PromptSynthesizer(ByteTokenizer(bos=False))
+    spec = AgenticSpec(num_sessions=1, turns=3, system_prefix_tokens=64)
+    prompts = [(r.input_tokens, synth.for_request(r).prompt or "") for r in agentic_requests(spec)]
+    for (n0, p0), (_, p1) in itertools.pairwise(prompts):
+        full = n0 // 16 * 16
+        assert p1[:full] == p0[:full]
+    assert [len(p) for _, p in prompts] == [n for n, _ in prompts]
