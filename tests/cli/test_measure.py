@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +142,27 @@ def test_subprocess_end_to_end(tmp_path: Path) -> None:
     assert proc.stdout == "ok\n"  # the report goes to stderr, the command's output to stdout
     assert "estimated:cpu-model" in proc.stderr
     assert json.loads(out.read_text())["exit_code"] == 0
+
+
+def test_sigterm_is_passed_to_the_command(tmp_path: Path) -> None:
+    """SIGTERM to measure reaches the command; measure reports and exits 128 + 15."""
+    out = tmp_path / "m.json"
+    code = "from tokenwatt.cli.main import main; main()"
+    ready = tmp_path / "ready"
+    child = f"import pathlib, time; pathlib.Path({str(ready)!r}).touch(); time.sleep(60)"
+    proc = subprocess.Popen(
+        [PY, "-c", code, "measure", *CPU, "--json", str(out), "--", PY, "-c", child],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143, stderr
+    assert json.loads(out.read_text())["exit_code"] == 143

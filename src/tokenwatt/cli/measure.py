@@ -39,7 +39,9 @@ def register(app: typer.Typer) -> None:
 
 
 def measure(
-    command: list[str] = typer.Argument(None, help="The command to run, after `--`."),
+    command: list[str] = typer.Argument(
+        None, metavar="COMMAND", help="The command to run, with its arguments, after `--`."
+    ),
     json_path: Path | None = typer.Option(
         None, "--json", help="Also write the result as JSON (schema tokenwatt.measure/1)."
     ),
@@ -56,10 +58,14 @@ def measure(
         help="CPU model scope: children (the command's processes), machine (all CPUs).",
     ),
     active_w_per_core: float | None = typer.Option(
-        None, "--active-w-per-core", help="CPU model: watts per fully busy logical CPU."
+        None,
+        "--active-w-per-core",
+        help="CPU model: watts per fully busy logical CPU [default: 3.5, CCF's AWS average].",
     ),
     idle_w_per_core: float | None = typer.Option(
-        None, "--idle-w-per-core", help="CPU model: watts per idle logical CPU."
+        None,
+        "--idle-w-per-core",
+        help="CPU model: watts per idle logical CPU [default: 0.74, CCF's AWS average].",
     ),
     facility: str = typer.Option(
         "uptime-2024-average",

@@ -33,8 +33,11 @@ document; its schema (``tokenwatt.measure/1``) is::
 from __future__ import annotations
 
 import logging
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,7 +146,8 @@ def measure_command(
                 f"cannot start {argv[0]!r}: {reason}; check the name and that it is on PATH "
                 "and executable"
             ) from None
-        exit_code = _wait(process)
+        with _forward_signals(process):
+            exit_code = _wait(process)
         measurement = monitor.end_window("command")
         monitor.stop()
         timeline = tuple(monitor.timeline())
@@ -168,6 +172,31 @@ def _check_inputs(argv: Sequence[str], meters: Sequence[Meter], idle_s: float) -
         raise ConfigError("no energy meter available; see the skipped back-ends for why")
     if not idle_s >= 0:
         raise ConfigError(f"idle baseline duration must be >= 0 s, got {idle_s!r}")
+
+
+_FORWARDED = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _forward_signals(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Pass SIGTERM and SIGHUP on to the command, so a stopped measurement still reports.
+
+    Only the main thread may install handlers; elsewhere signals keep their defaults.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, _frame: object) -> None:
+        log.info("passing signal %d on to the command", signum)
+        process.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in _FORWARDED}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _wait(process: subprocess.Popen[bytes]) -> int:
