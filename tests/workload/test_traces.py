@@ -326,3 +326,16 @@ def test_burstgpt_without_session_column(tmp_path: Path) -> None:
         (0.0, None, 18),
         (4.0, None, 7),
     ]
+
+
+def test_crlf_lines_read_the_same_both_ways(tmp_path: Path) -> None:
+    """Windows line endings give the same requests through iteration and columns."""
+    p = tmp_path / "crlf.csv"
+    p.write_bytes(
+        b"TIMESTAMP,ContextTokens,GeneratedTokens\r\n"
+        b"2023-11-16 18:15:46.5000000,100,10\r\n"
+        b"2023-11-16 18:15:47.0000000,200,20\r\n"
+    )
+    reader = open_trace(p)
+    assert [(r.arrival_s, r.input_tokens) for r in reader] == [(0.0, 100), (0.5, 200)]
+    assert _columns_as_tuples(reader, 100) == [(0.0, 100, 10), (0.5, 200, 20)]

@@ -41,7 +41,9 @@ def _azure_fast(lines: list[str]) -> RawChunk | None:
     """Columns of a chunk of plain ``timestamp,int,int`` lines, or None to fall back."""
     if set(map(str.count, lines, itertools.repeat(","))) != {2}:
         return None
-    text = "".join(lines).replace("\r\n", "\n")
+    text = "".join(lines)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
     if text.count("\n") != len(lines) - (0 if text.endswith("\n") else 1):
         return None
     fields = text.replace("\n", ",").split(",")
