@@ -139,3 +139,10 @@ def test_tree_time_rejects_machine_mode() -> None:
     """The process-tree source does not do machine mode."""
     with pytest.raises(ConfigError, match="use machine_busy_cpu_s"):
         ProcessTreeCpuTime(psutil.Process(), "machine")
+
+
+def test_component_name_can_be_chosen(clock: FakeClock) -> None:
+    """A custom name labels both the component and the reading."""
+    meter = CpuModelMeter(FakeCpuTime(), name="host-cpu", clock=clock)
+    assert meter.components[0].name == "host-cpu"
+    assert meter.read().energy_j == {"host-cpu": 0.0}

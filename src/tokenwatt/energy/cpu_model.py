@@ -144,7 +144,8 @@ class CpuModelMeter:
             busy_s = self._busy_s - start_busy_s
         idle_s = max(self._idle_cores * (now - start_s) - busy_s, 0.0)
         p = self._params
-        return Reading(now, {"cpu": p.active_w_per_core * busy_s + p.idle_w_per_core * idle_s})
+        energy_j = p.active_w_per_core * busy_s + p.idle_w_per_core * idle_s
+        return Reading(now, {self._components[0].name: energy_j})
 
     def close(self) -> None:
         """Mark the meter closed."""
