@@ -224,3 +224,20 @@ def test_steady_power_from_the_timeline() -> None:
     steady = monitor.steady_power_w(samples[1].time_s, samples[-1].time_s)
     assert steady["gpu0"] == pytest.approx(40.0)
     assert monitor.steady_power_w(-2.0, -1.0) == {}
+
+
+def test_window_body_error_still_ends_the_window(monitor: EnergyMonitor, clock: FakeClock) -> None:
+    """An exception inside `with monitor.window()` propagates; the window is still measured."""
+    window = monitor.window("failing")
+    with pytest.raises(ValueError, match="boom"), window:
+        clock.advance(1.0)
+        raise ValueError("boom")
+    assert window.measurement is not None and window.measurement.duration_s == 1.0
+    assert monitor.open_windows == []
+
+
+def test_window_with_empty_name_is_refused(monitor: EnergyMonitor) -> None:
+    """A window needs a name; a refused entry leaves nothing open."""
+    with pytest.raises(WindowError, match="non-empty name"), monitor.window(""):
+        pass
+    assert monitor.open_windows == []

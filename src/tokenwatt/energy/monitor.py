@@ -50,9 +50,9 @@ class Window:
 
     def __enter__(self) -> Window:
         key = object()
+        self._monitor._begin(key, self.name)
         stack: list[object] = self._keys.__dict__.setdefault("stack", [])
         stack.append(key)
-        self._monitor._begin(key, self.name)
         return self
 
     def __exit__(
