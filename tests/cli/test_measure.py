@@ -166,3 +166,14 @@ def test_sigterm_is_passed_to_the_command(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 143, stderr
     assert json.loads(out.read_text())["exit_code"] == 143
+
+
+def test_json_path_in_a_missing_folder_fails_before_running(tmp_path: Path) -> None:
+    """A --json path whose folder is missing is refused before the command runs."""
+    marker = tmp_path / "ran"
+    out = tmp_path / "absent" / "m.json"
+    touch = f"import pathlib; pathlib.Path({str(marker)!r}).touch()"
+    result = run(*CPU, "--json", str(out), "--", PY, "-c", touch)
+    assert result.exit_code == 2
+    assert "does not exist" in " ".join(result.stderr.split())
+    assert not marker.exists()

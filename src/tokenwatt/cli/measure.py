@@ -86,6 +86,9 @@ def measure(
     power, idle-adjusted energy, facility energy, carbon and cost. Exits with COMMAND's status."""
     if not command:
         raise fail("no command given; usage: tokenwatt measure [OPTIONS] -- COMMAND [ARGS]...")
+    if json_path is not None and not json_path.parent.is_dir():
+        # checked before running, so a long run is not lost to a typo in the path
+        raise fail(f"cannot write {json_path}: folder {json_path.parent} does not exist")
     with user_errors():
         model = facility_preset(
             facility,
