@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from tokenwatt.cli.main import app
@@ -130,3 +131,17 @@ def test_presets_lists_sources() -> None:
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "H200-SXM" in text and "SplitwiseSim" in text
+
+
+@pytest.mark.slow
+def test_calibrate_quick_writes_profile(tmp_path: Path) -> None:
+    """`plan calibrate --quick` profiles the tiny engine into a file `plan run` accepts."""
+    prof = tmp_path / "p.json"
+    result = runner.invoke(
+        app, ["plan", "calibrate", "--quick", "--device", "cpu", "--no-meter", "-o", str(prof)]
+    )
+    assert result.exit_code == 0, result.output
+    run = runner.invoke(
+        app, ["plan", "run", "-n", "20", "--set", f'profile_path="{prof}"', "--replicas", "1"]
+    )
+    assert run.exit_code == 0, run.output

@@ -284,6 +284,54 @@ def presets() -> None:
     console.print(models)
 
 
+@plan_app.command("calibrate")
+def calibrate_cmd(
+    out: Path = typer.Option(Path("profile.json"), "--out", "-o", help="Profile file to write."),
+    model: str = typer.Option("tiny", "--model", help="Engine preset or checkpoint directory."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    meter: bool = typer.Option(True, "--meter/--no-meter", help="Measure power with meters."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer sizes and repeats (a smoke run)."),
+) -> None:
+    """Profile the reference engine in process (step times, power) into a profile file."""
+    from tokenwatt.energy import CombinedMeter, detect_meters
+    from tokenwatt.engine import EngineConfig, EngineCore, load_model
+    from tokenwatt.plan.calibrate import CalibrationSpec, EngineTarget, calibrate, write_profile
+
+    with user_errors():
+        spec = (
+            CalibrationSpec(
+                prefill_tokens=(16, 128),
+                decode_batches=(1, 4),
+                long_context=128,
+                decode_steps=3,
+                repeats=1,
+            )
+            if quick
+            else CalibrationSpec()
+        )
+        loaded = load_model(model, device=device)
+        engine_cfg = EngineConfig(
+            max_batch=max(spec.decode_batches), max_step_tokens=max(spec.prefill_tokens)
+        )
+        meters = detect_meters() if meter else []
+        combined = CombinedMeter(meters) if meters else None
+        try:
+            profile = calibrate(
+                lambda: EngineTarget(EngineCore(loaded, engine_cfg)), spec, combined, model
+            )
+        finally:
+            if combined is not None:
+                combined.close()
+        write_profile(profile, out)
+        console.print(
+            f"profile: {out} ({len(profile['prefill'])} prefill, "
+            f"{len(profile['decode'])} decode points)"
+        )
+        power = profile.get("power")
+        if power:
+            console.print(f"power: {power['source']}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``plan`` group to the root app."""
     app.add_typer(plan_app, name="plan")

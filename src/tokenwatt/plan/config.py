@@ -124,15 +124,24 @@ class FacilityConfig:
     """Energy reuse factor: reused heat / facility energy (Helsinki district heating: 0.2-0.3)."""
     carbon_g_per_kwh: float = 475.0
     """Grid carbon intensity (CodeCarbon's world-average default: 475 gCO2/kWh)."""
+    wue_l_per_kwh: float = 1.8
+    """Site water litres per IT kWh (tokenwatt.energy's default: LBNL 2016 US average)."""
     price_per_kwh: float = 0.0
     """Electricity price per kWh in your currency (0: cost not computed)."""
     accelerator_hour_price: float = 0.0
     """Price of one accelerator-hour (0: not computed)."""
+    currency: str = "USD"
+    """Currency of both prices."""
 
     def __post_init__(self) -> None:
         _check(self.pue >= 1.0, f"facility: pue must be >= 1, got {self.pue}")
         _check(0.0 <= self.erf <= 1.0, f"facility: erf must be in [0, 1], got {self.erf}")
-        for name in ("carbon_g_per_kwh", "price_per_kwh", "accelerator_hour_price"):
+        for name in (
+            "carbon_g_per_kwh",
+            "wue_l_per_kwh",
+            "price_per_kwh",
+            "accelerator_hour_price",
+        ):
             _check(getattr(self, name) >= 0, f"facility: {name} must be >= 0")
 
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tokenwatt.energy.facility import FacilityModel
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import FacilityConfig
 from tokenwatt.plan.replica import ENERGY_CATEGORIES
@@ -19,26 +20,33 @@ if TYPE_CHECKING:
 
 __all__ = ["PlanResult", "build_result", "facility_figures", "load_result"]
 
-_J_PER_KWH = 3.6e6
-
 
 def facility_figures(it_energy_j: float, facility: FacilityConfig) -> dict[str, float]:
-    """Facility energy (PUE), reused heat (ERF), carbon and electricity cost for IT energy.
-
-    PUE = facility / IT energy; ERF = reused / facility energy (The Green Grid definitions).
-    """
-    facility_j = it_energy_j * facility.pue
-    kwh = facility_j / _J_PER_KWH
+    """Facility energy (PUE), reused heat (ERF), water, carbon and electricity cost for IT
+    energy, computed by ``tokenwatt.energy.FacilityModel`` (The Green Grid definitions)."""
+    model = FacilityModel(
+        name="plan",
+        pue=facility.pue,
+        erf=facility.erf,
+        wue_l_per_kwh=facility.wue_l_per_kwh,
+        carbon_g_per_kwh=facility.carbon_g_per_kwh,
+        price_per_kwh=facility.price_per_kwh,
+        currency=facility.currency,
+        source="PlanConfig.facility",
+    )
+    rep = model.report(it_energy_j)
     return {
-        "it_energy_j": it_energy_j,
-        "facility_energy_j": facility_j,
-        "reused_heat_j": facility_j * facility.erf,
-        "net_energy_j": facility_j * (1.0 - facility.erf),
-        "carbon_g": kwh * facility.carbon_g_per_kwh,
-        "energy_cost": kwh * facility.price_per_kwh,
-        "pue": facility.pue,
-        "erf": facility.erf,
-        "carbon_g_per_kwh": facility.carbon_g_per_kwh,
+        "it_energy_j": rep.it_energy_j,
+        "facility_energy_j": rep.facility_energy_j,
+        "reused_heat_j": rep.reused_heat_j,
+        "net_energy_j": rep.net_energy_j,
+        "water_l": rep.water_l,
+        "carbon_g": rep.carbon_g,
+        "energy_cost": rep.cost,
+        "pue": model.pue,
+        "erf": model.erf,
+        "ere": model.ere,
+        "carbon_g_per_kwh": model.carbon_g_per_kwh,
     }
 
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 from tokenwatt.errors import ConfigError, TraceError
 from tokenwatt.plan.autoscalers import ScalingGovernor, make_autoscaler
+from tokenwatt.plan.calibrate import power_from_profile
 from tokenwatt.plan.config import PlanConfig
 from tokenwatt.plan.events import Arrival, Event, Tick
 from tokenwatt.plan.execution import ExecutionModel, ProfileModel, RooflineModel
@@ -52,6 +53,8 @@ class Simulation:
                 ProfileModel.from_file(config.profile_path) if config.profile_path else roofline
             )
         self.execution = execution
+        if power is None and config.profile_path and config.power is None:
+            power = power_from_profile(config.profile_path)
         self.power = power or power_preset(config.power or config.accelerator)
         rc = config.replica
         kv_cap = rc.kv_capacity_tokens or roofline.kv_capacity_tokens()
