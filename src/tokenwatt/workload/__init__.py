@@ -25,6 +25,7 @@ from tokenwatt.workload.synthetic import (
     synthetic_requests,
     workload_spec,
 )
+from tokenwatt.workload.tokenizer import HFTokenizer, load_tokenizer
 from tokenwatt.workload.traces import (
     TraceColumns,
     TraceFormat,
@@ -43,6 +44,7 @@ __all__ = [
     "ArrivalKind",
     "Arrivals",
     "ChatMessage",
+    "HFTokenizer",
     "LogNormal",
     "PromptSynthesizer",
     "Request",
@@ -63,6 +65,7 @@ __all__ = [
     "block_id",
     "detect_format",
     "generate",
+    "load_tokenizer",
     "open_trace",
     "prefix_blocks",
     "split_block_id",
