@@ -7,6 +7,7 @@ Any mismatch raises a :class:`BlockError` subclass; the store turns those into m
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from collections.abc import Sequence
@@ -194,7 +195,7 @@ def _parse_body(view: memoryview, header_len: int) -> BlockHeader:
     if pos + _TAIL.size != header_len:
         raise BlockFormatError("header length does not match its fields")
     itemsize = np.dtype(dtype).itemsize
-    expected = sum(int(np.prod(s, dtype=np.int64)) for s in shapes) * itemsize
+    expected = sum(math.prod(s) for s in shapes) * itemsize
     if expected != payload_len:
         raise BlockFormatError(f"shapes need {expected} payload bytes, header says {payload_len}")
     return BlockHeader(
@@ -243,7 +244,7 @@ def decode_block(
     arrays: list[np.ndarray] = []
     offset = 0
     for shape in header.shapes:
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         arrays.append(np.frombuffer(view, dtype=dtype, count=count, offset=offset).reshape(shape))
         offset += count * dtype.itemsize
     return DecodedBlock(header=header, arrays=tuple(arrays))
