@@ -339,3 +339,9 @@ def test_crlf_lines_read_the_same_both_ways(tmp_path: Path) -> None:
     reader = open_trace(p)
     assert [(r.arrival_s, r.input_tokens) for r in reader] == [(0.0, 100), (0.5, 200)]
     assert _columns_as_tuples(reader, 100) == [(0.0, 100, 10), (0.5, 200, 20)]
+
+
+def test_directory_is_not_a_trace(tmp_path: Path) -> None:
+    """A directory path raises TraceError saying it is a directory."""
+    with pytest.raises(TraceError, match="is a directory"):
+        open_trace(tmp_path)

@@ -133,15 +133,22 @@ def _open_text(path: Path) -> TextIO:
     return open(path, encoding="utf-8-sig", newline="")
 
 
+def _existing_file(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise TraceError(f"trace path {p} is a directory; pass a CSV or JSONL trace file in it")
+    if not p.is_file():
+        raise TraceError(f"trace file {p} not found; pass the path of a CSV or JSONL trace")
+    return p
+
+
 def detect_format(path: str | Path) -> TraceFormat:
     """The format of a trace file, from its CSV header or first JSON line.
 
     Raises:
         TraceError: the file is missing or its first line matches no known format.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise TraceError(f"trace file {p} not found; pass the path of a CSV or JSONL trace")
+    p = _existing_file(path)
     try:
         with _open_text(p) as fh:
             first = fh.readline()
@@ -357,9 +364,7 @@ def open_trace(
     Raises:
         TraceError: the file is missing, or its format is unknown or cannot be detected.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise TraceError(f"trace file {p} not found; pass the path of a CSV or JSONL trace")
+    p = _existing_file(path)
     if format == "auto":
         fmt = detect_format(p)
     elif format in TRACE_FORMATS:
