@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.energy.fakes import FakeClock
-from tokenwatt.energy import Component, FixedPowerMeter, Reading, ReplayMeter
+from tokenwatt.energy import Component, FixedPowerMeter, PowerSample, Reading, ReplayMeter
 from tokenwatt.errors import ConfigError, MeterError
 
 
@@ -85,3 +85,23 @@ def test_replay_rejects_out_of_order_readings() -> None:
     """Readings must be in time order."""
     with pytest.raises(ConfigError, match="time order"):
         ReplayMeter(COMPONENTS, list(reversed(READINGS)))
+
+
+def test_replay_from_samples_accumulates_watts_times_intervals() -> None:
+    """A power timeline replays as cumulative joules from the first sample's start."""
+    samples = [
+        PowerSample(11.0, {"gpu0": 100.0}, 1.0),
+        PowerSample(13.0, {"gpu0": 50.0}, 2.0),
+    ]
+    meter = ReplayMeter.from_samples(COMPONENTS, samples)
+    assert [meter.read() for _ in range(3)] == [
+        Reading(10.0, {"gpu0": 0.0}),
+        Reading(11.0, {"gpu0": 100.0}),
+        Reading(13.0, {"gpu0": 200.0}),
+    ]
+
+
+def test_replay_from_no_samples_is_rejected() -> None:
+    """An empty timeline cannot be replayed."""
+    with pytest.raises(ConfigError, match="at least one power sample"):
+        ReplayMeter.from_samples(COMPONENTS, [])

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from tokenwatt.energy.measurement import PowerSample
 from tokenwatt.energy.meter import Component, Reading, Scope
 from tokenwatt.errors import ConfigError, MeterError
 
@@ -113,6 +114,31 @@ class ReplayMeter:
         self._next = 0
         self._closed = False
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_samples(
+        cls,
+        components: Sequence[Component],
+        samples: Sequence[PowerSample],
+        *,
+        clock: Clock | None = None,
+    ) -> ReplayMeter:
+        """Replay a power timeline (e.g. a ``tokenwatt measure --json`` one) as readings.
+
+        Each sample's average watts x its interval is added up, starting from zero at the
+        first sample's start; components a sample lacks draw 0 W in it.
+        """
+        if not samples:
+            raise ConfigError("ReplayMeter.from_samples needs at least one power sample")
+        names = [c.name for c in components]
+        first = samples[0]
+        energy = dict.fromkeys(names, 0.0)
+        readings = [Reading(first.time_s - first.interval_s, dict(energy))]
+        for sample in samples:
+            for name in names:
+                energy[name] += sample.power_w.get(name, 0.0) * sample.interval_s
+            readings.append(Reading(sample.time_s, dict(energy)))
+        return cls(components, readings, clock=clock)
 
     @property
     def components(self) -> Sequence[Component]:
