@@ -171,3 +171,14 @@ def test_agentic_turns_extend_the_previous_prompt() -> None:
         full = n0 // 16 * 16
         assert p1[:full] == p0[:full]
     assert [len(p) for _, p in prompts] == [n for n, _ in prompts]
+
+
+def test_word_tokenizer_round_trips_and_caps_its_memory() -> None:
+    """Words encode to one id each and decode back; past max_words they decode as <unk>."""
+    from tokenwatt.workload.prompts import WordTokenizer
+
+    tok = WordTokenizer(max_words=2)
+    ids = tok.encode("alpha beta  gamma")
+    assert len(ids) == 3
+    assert tok.decode(ids) == "alpha beta <unk>"
+    assert tok.encode("alpha") == ids[:1]

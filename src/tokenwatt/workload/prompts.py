@@ -51,26 +51,30 @@ class Tokenizer(Protocol):
 
 
 class WordTokenizer:
-    """One token per whitespace-separated word: the stated approximation for unknown tokenizers."""
+    """One token per whitespace-separated word: the stated approximation for unknown tokenizers.
 
-    def __init__(self) -> None:
-        self._ids: dict[str, int] = {}
-        self._words: list[str] = []
+    Ids are CRC-32s of the words, so encoding keeps no state; ``decode`` knows the words it has
+    encoded, up to ``max_words`` of them (later ones decode as ``<unk>``).
+    """
+
+    def __init__(self, max_words: int = 65536) -> None:
+        self._words: dict[int, str] = {}
+        self._max_words = max_words
 
     def encode(self, text: str) -> list[int]:
-        """One id per word (ids are assigned on first sight)."""
+        """One id per word."""
         out = []
+        words = self._words
         for w in text.split():
-            i = self._ids.get(w)
-            if i is None:
-                i = self._ids[w] = len(self._words)
-                self._words.append(w)
+            i = zlib.crc32(w.encode())
+            if len(words) < self._max_words:
+                words.setdefault(i, w)
             out.append(i)
         return out
 
     def decode(self, ids: Sequence[int]) -> str:
         """Words joined by spaces."""
-        return " ".join(self._words[i] for i in ids)
+        return " ".join(self._words.get(i, "<unk>") for i in ids)
 
 
 class PromptSynthesizer:
@@ -136,7 +140,8 @@ class PromptSynthesizer:
         parts: list[str] = []
         used = 0
         if lead:
-            lead_cost = self._cost(lead)
+            # Not cached: leads are nonces, one per request, and the cache would grow forever.
+            lead_cost = self.count(lead) - self.special_tokens
             if lead_cost <= n_text:
                 parts.append(lead)
                 used = lead_cost
