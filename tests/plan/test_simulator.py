@@ -210,3 +210,26 @@ def test_azure_trace_slice(shared_traces: Path) -> None:
     res = simulate(PlanConfig(autoscaler="static", autoscaler_params={"replicas": 2}), trace)
     assert res.completed == 500
     assert math.isfinite(res.output_tokens_per_j) and res.output_tokens_per_j > 0
+
+
+def test_fleet_at_zero_that_never_scales_drops_with_reason() -> None:
+    """A static fleet of zero serves nothing: requests are dropped as no_capacity, no hang."""
+    cfg = PlanConfig(autoscaler="static", autoscaler_params={"replicas": 0})
+    res = simulate(cfg, [Request("a", 0.0, 10, 1), Request("b", 1.0, 10, 1)])
+    assert res.dropped == {"no_capacity": 2}
+    assert res.energy_j == 0.0
+
+
+def test_autoscaler_scales_down_after_a_burst(constant_model: ConstantModel) -> None:
+    """A burst scales the fleet up; the quiet after it brings it back down after the delay."""
+    burst = [Request(f"b{i}", 0.1 * i, 10, 50) for i in range(200)]
+    tail = [Request(f"t{i}", 100.0 + 10.0 * i, 10, 5) for i in range(20)]
+    cfg = PlanConfig(
+        autoscaler="concurrency",
+        scaling=ScalingConfig(max_replicas=6, scale_down_delay_s=20.0, cold_start_s=5.0),
+    )
+    res = simulate(cfg, burst + tail, constant_model, FLAT_POWER)
+    replicas = res.timeline["replicas"]
+    assert res.peak_replicas == 6
+    assert replicas[-1] == 1.0
+    assert res.energy_split_j["cold_start"] == pytest.approx(5 * 50.0 * 5.0)

@@ -284,5 +284,6 @@ def make_autoscaler(
         raise ConfigError(f"autoscaler {name}: bad parameter ({exc})") from None
     if name == "static" and p:
         raise ConfigError(f"static autoscaler: unknown parameter(s) {', '.join(sorted(p))}")
-    initial = min(max(initial, scaling.min_replicas), scaling.max_replicas)
+    if name != "static":  # a static fleet has its own size, whatever the bounds say
+        initial = min(max(initial, scaling.min_replicas), scaling.max_replicas)
     return scaler, initial

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from tokenwatt.plan.execution import ExecutionModel, decode_steps_until
@@ -83,8 +82,6 @@ class ReplicaEnv:
     """Drop a request reaching admission after waiting this long."""
     record_power: bool = False
     """Keep every (time, power) change per replica (tests)."""
-    on_done: Callable[[Replica], None] | None = None
-    """Called when a request leaves a replica (the fleet tracks outstanding work)."""
 
 
 class Replica:
@@ -237,8 +234,6 @@ class Replica:
         self.outstanding -= 1
         env.metrics.complete(r.arrival_s, r.first_token_s, now, r.input_tokens, r.output_tokens)
         env.timeline.completion(now)
-        if env.on_done is not None:
-            env.on_done(self)
 
     def _admit(self, now: float) -> tuple[int, float]:
         """Move fitting requests from the queue into a prefill batch; returns (tokens, load_s)."""
@@ -259,8 +254,6 @@ class Replica:
                 waiting.popleft()
                 self.outstanding -= 1
                 env.metrics.drop("queue_timeout")
-                if env.on_done is not None:
-                    env.on_done(self)
                 continue
             new_tokens, r_load_s = self._reuse(r)
             if batch and tokens + new_tokens > env.max_prefill_tokens:
