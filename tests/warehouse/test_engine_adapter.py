@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from tokenwatt.engine.config import EngineConfig
 from tokenwatt.engine.core import EngineCore
@@ -19,7 +20,11 @@ from tokenwatt.engine.runner import ModelRunner
 from tokenwatt.engine.sampling import SamplingParams
 from tokenwatt.warehouse.config import WarehouseConfig, build_store
 from tokenwatt.warehouse.disk import DiskTier
-from tokenwatt.warehouse.engine_adapter import AdapterConfig, WarehousePrefixProvider
+from tokenwatt.warehouse.engine_adapter import (
+    AdapterConfig,
+    WarehousePrefixProvider,
+    build_prefix_provider,
+)
 
 from .conftest import RedisProcess
 
@@ -265,3 +270,26 @@ def test_full_write_queue_drops_and_counts(tiny_model: LoadedModel, prompt: list
     _run(core)
     # prompt done: 7 blocks, 1 queued, 6 dropped; finished (133 tokens, 8 blocks): 7 dropped
     assert store.stats.snapshot().writes_dropped == 13
+
+
+def test_build_prefix_provider_from_spec(tiny_model: LoadedModel, prompt: list[int]) -> None:
+    """The serve-side factory reads a spec string and produces a working provider."""
+    provider = build_prefix_provider("dram=64MiB,tenant=acme", tiny_model, block_tokens=16)
+    assert provider.hasher.tenant == "acme"
+    assert provider.layout.block_tokens == 16
+    _generate(tiny_model, provider, [prompt])
+    assert _generate(tiny_model, provider, [prompt])[0].cached_tokens == 112
+    provider.close()
+
+
+def test_metrics_on_a_registry(tiny_model: LoadedModel, prompt: list[int]) -> None:
+    """register_metrics exposes the warehouse counters on the given registry."""
+    provider = build_prefix_provider("dram=64MiB", tiny_model, block_tokens=16)
+    registry = CollectorRegistry()
+    provider.register_metrics(registry)
+    _generate(tiny_model, provider, [prompt])
+    _generate(tiny_model, provider, [prompt])
+    text = generate_latest(registry).decode()
+    assert 'tokenwatt_warehouse_hits_total{tier="dram"} 7.0' in text
+    assert "tokenwatt_warehouse_tokens_served_total 112.0" in text
+    provider.close()

@@ -19,16 +19,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from prometheus_client.registry import CollectorRegistry
 
 from tokenwatt.energy.meter import Meter
 from tokenwatt.engine.kv import KVLayout, PrefixKV
+from tokenwatt.engine.model import LoadedModel
 from tokenwatt.errors import ConfigError
 
 from .codec import DecodedBlock
+from .config import WarehouseConfig, build_store, parse_warehouse_spec
 from .keys import BlockHasher
+from .stats import WarehouseCollector, register_collector
 from .store import TieredStore
 
-__all__ = ["AdapterConfig", "WarehousePrefixProvider"]
+__all__ = ["AdapterConfig", "WarehousePrefixProvider", "build_prefix_provider"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,10 @@ class WarehousePrefixProvider:
                 if len(self._written) > self.config.remember_written:
                     self._written.popitem(last=False)
 
+    def register_metrics(self, registry: CollectorRegistry) -> WarehouseCollector:
+        """Export the warehouse stats (``tokenwatt_warehouse_*``) on ``registry``."""
+        return register_collector(self.store.stats, registry)
+
     # -- measurement ------------------------------------------------------------------------
 
     def _expect(self, last_key: str, tokens: int) -> None:
@@ -232,3 +240,29 @@ class WarehousePrefixProvider:
                 self._queue.put(None, timeout=timeout_s)
             writer.join(timeout_s)
         self.store.close()
+
+
+def build_prefix_provider(
+    spec: str | WarehouseConfig,
+    loaded: LoadedModel,
+    *,
+    block_tokens: int,
+    meter: Meter | None = None,
+) -> WarehousePrefixProvider:
+    """The provider ``tokenwatt serve --warehouse SPEC`` hands the engine (no I/O until used).
+
+    ``spec`` is a :func:`parse_warehouse_spec` string (``dram=2GiB,disk=/tmp/tw``) or a config;
+    ``block_tokens`` must equal the engine's ``EngineConfig.block_tokens``.
+    """
+    config = parse_warehouse_spec(spec) if isinstance(spec, str) else spec
+    layout = KVLayout(
+        num_layers=loaded.num_layers,
+        num_kv_heads=loaded.num_kv_heads,
+        head_dim=loaded.head_dim,
+        dtype=loaded.dtype,
+        device=loaded.device,
+        block_tokens=block_tokens,
+        fingerprint=loaded.fingerprint,
+    )
+    store = build_store(config, fingerprint=loaded.fingerprint)
+    return WarehousePrefixProvider(store, layout, AdapterConfig(tenant=config.tenant), meter=meter)
