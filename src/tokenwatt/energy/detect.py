@@ -50,7 +50,9 @@ def probe_meters(
 ) -> MeterProbe:
     """Open every available back-end; never raises for missing hardware.
 
-    ``visible_devices`` is the CUDA_VISIBLE_DEVICES value (the caller reads the environment).
+    ``visible_devices`` is the CUDA_VISIBLE_DEVICES value; None means every GPU. Library code
+    never reads the environment, so an entry point passes
+    ``os.environ.get("CUDA_VISIBLE_DEVICES")`` to honour it.
     ``cpu_model="auto"`` adds the CPU model only when RAPL gave no CPU meter; ``"always"`` adds
     it regardless, ``"never"`` not at all. ``cpu_mode`` and ``pid`` choose whose CPU time the
     model counts (see ``CpuModelMeter.open``).
