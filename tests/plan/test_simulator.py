@@ -93,6 +93,19 @@ def test_deterministic_for_equal_inputs() -> None:
     assert a == b
 
 
+def test_seed_drives_cold_start_jitter() -> None:
+    """With cold-start jitter, equal seeds give equal results and another seed differs."""
+    cfg = PlanConfig(
+        autoscaler="concurrency",
+        scaling=ScalingConfig(max_replicas=6, cold_start_s=10.0, cold_start_jitter_s=20.0),
+    )
+    reqs = poisson_requests(400, 20.0, seed=3, output_tokens=(1, 200))
+    a, b = simulate(cfg, reqs), simulate(cfg, reqs)
+    c = simulate(cfg.replace(seed=1), reqs)
+    assert a.latency_s == b.latency_s and a.energy_j == b.energy_j
+    assert c.energy_j != a.energy_j
+
+
 def _same(a: dict[str, object], b: dict[str, object]) -> None:
     for key in ("arrived", "completed", "dropped", "prefill_tokens", "output_tokens"):
         assert a[key] == b[key], key
@@ -122,7 +135,9 @@ def test_fast_mode_matches_step_mode(router: str, autoscaler: str) -> None:
     base = PlanConfig(
         router=router,  # type: ignore[arg-type]
         autoscaler=autoscaler,  # type: ignore[arg-type]
-        scaling=ScalingConfig(max_replicas=4, scale_down_delay_s=20, cold_start_s=5),
+        scaling=ScalingConfig(
+            max_replicas=4, scale_down_delay_s=20, cold_start_s=5, cold_start_jitter_s=3
+        ),
         replica=ReplicaConfig(max_batch=16, kv_capacity_tokens=20000),
         drop_after_s=30.0,
     )

@@ -78,6 +78,8 @@ class ScalingConfig:
     """A lower recommendation must hold this long before replicas stop (AIBrix: 300 s)."""
     cold_start_s: float = 30.0
     """Seconds from start to ready (8B model with cached weights: 25-30 s, vendor write-ups)."""
+    cold_start_jitter_s: float = 0.0
+    """Each cold start takes a further uniform 0..jitter seconds (seeded by PlanConfig.seed)."""
     tick_s: float = 2.0
     """Seconds between autoscaler decisions (Knative's tick is 2 s)."""
 
@@ -93,7 +95,12 @@ class ScalingConfig:
             self.initial_replicas is None or 0 <= self.initial_replicas <= self.max_replicas,
             "scaling: initial_replicas must be in [0, max_replicas]",
         )
-        for name in ("scale_up_delay_s", "scale_down_delay_s", "cold_start_s"):
+        for name in (
+            "scale_up_delay_s",
+            "scale_down_delay_s",
+            "cold_start_s",
+            "cold_start_jitter_s",
+        ):
             value = getattr(self, name)
             _check(
                 value >= 0 and math.isfinite(value), f"scaling: {name} must be >= 0, got {value}"
@@ -208,7 +215,7 @@ class PlanConfig:
     mode: Literal["fast", "step"] = "fast"
     """fast: jump over decode iterations analytically; step: one event per iteration."""
     seed: int = 0
-    """Seed for every random choice in the run."""
+    """Seed of every random draw in the run (cold-start jitter); equal seeds, equal results."""
     timeline_interval_s: float = 60.0
     """Width of the timeline buckets."""
     drop_after_s: float | None = None

@@ -6,6 +6,7 @@ ignored there, which is how a rescheduled replica cancels its old iteration end.
 
 from __future__ import annotations
 
+import random
 from collections import deque
 
 from tokenwatt.plan.autoscalers import FleetState
@@ -21,10 +22,19 @@ Wakeup = tuple[float, Replica, int]
 class Fleet:
     """Replicas behind one router; requests wait in ``pending`` while no replica is ready."""
 
-    def __init__(self, env: ReplicaEnv, router: Router, cold_start_s: float) -> None:
+    def __init__(
+        self,
+        env: ReplicaEnv,
+        router: Router,
+        cold_start_s: float,
+        jitter_s: float = 0.0,
+        seed: int = 0,
+    ) -> None:
         self.env = env
         self.router = router
         self.cold_start_s = cold_start_s
+        self.jitter_s = jitter_s
+        self._rng = random.Random(seed)
         self.replicas: list[Replica] = []
         self.accepting: list[Replica] = []
         self.pending: deque[SimRequest] = deque()
@@ -94,7 +104,10 @@ class Fleet:
             else:
                 r = self._spare()
                 r.start(now)
-                out.append((now + self.cold_start_s, r, r.version))
+                delay = self.cold_start_s
+                if self.jitter_s > 0:
+                    delay += self._rng.uniform(0.0, self.jitter_s)
+                out.append((now + delay, r, r.version))
             current += 1
         while current > target:
             if starting:

@@ -92,7 +92,13 @@ class Simulation:
             scaling = replace(scaling, min_replicas=initial, max_replicas=max(initial, 1))
         self.scaling = scaling
         self.governor = ScalingGovernor(scaling, initial)
-        self.fleet = Fleet(self.env, make_router(config.router), scaling.cold_start_s)
+        self.fleet = Fleet(
+            self.env,
+            make_router(config.router),
+            scaling.cold_start_s,
+            scaling.cold_start_jitter_s,
+            config.seed,
+        )
         self.fleet.boot(initial)
         self.tick_s = scaling.tick_s
         self.arrivals_since_tick = 0
