@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tokenwatt.engine.model import LoadedModel, load_model
 
@@ -11,3 +12,9 @@ from tokenwatt.engine.model import LoadedModel, load_model
 def tiny() -> LoadedModel:
     """The `tiny` preset on CPU, fp32, seed 0."""
     return load_model("tiny", device="cpu")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread() -> None:
+    """One intra-op thread: on a shared 2-core machine spinning OpenMP workers cost 25x."""
+    torch.set_num_threads(1)

@@ -24,6 +24,7 @@ from .request import (
 from .runner import ModelRunner, StepItem
 from .sampling import SamplingParams
 from .scheduler import ScheduledItem, Scheduler, SchedulerOutput
+from .server import RunningServer, ServeConfig, build_app, serve, start_server
 from .tokenizer import ByteTokenizer, HFTokenizer, Tokenizer
 
 __all__ = [
@@ -50,12 +51,17 @@ __all__ = [
     "Preset",
     "RequestKV",
     "RequestOutput",
+    "RunningServer",
     "SamplingParams",
     "ScheduledItem",
     "Scheduler",
     "SchedulerOutput",
+    "ServeConfig",
     "StepItem",
     "Tokenizer",
+    "build_app",
     "load_model",
     "resolve_device",
+    "serve",
+    "start_server",
 ]

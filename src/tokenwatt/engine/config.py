@@ -25,6 +25,10 @@ class EngineConfig:
     """Tokens per KV block handed to the prefix provider (the warehouse's block size)."""
     default_chat_max_tokens: int = 256
     """max_tokens of a chat request that gives none (OpenAI leaves it unbounded)."""
+    torch_threads: int | None = None
+    """Torch intra-op threads, set process-wide at ``Engine.start``; None keeps torch's
+    default. Use 1 for small models on a shared CPU: idle OpenMP workers spin and, with
+    other busy processes, a 2-thread tiny model ran 25x slower than 1 thread here."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -38,3 +42,5 @@ class EngineConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"EngineConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ConfigError(f"EngineConfig.torch_threads must be >= 1, got {self.torch_threads}")

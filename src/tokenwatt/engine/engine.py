@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from tokenwatt.energy.meter import Meter
 
 from .config import EngineConfig
@@ -27,7 +29,7 @@ from .request import (
 )
 from .sampling import SamplingParams
 
-__all__ = ["Completion", "Engine", "EngineStats", "OutputCallback"]
+__all__ = ["Completion", "Engine", "EngineStats", "OutputCallback", "OutputStream"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,39 @@ class Completion:
         )
 
 
+class OutputStream:
+    """Outputs of one submitted request, as an async iterator (see ``Engine.open_stream``)."""
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+        self.request_id = ""
+        self._engine = engine
+        self._loop = loop
+        self._queue: asyncio.Queue[RequestOutput] = asyncio.Queue()
+        self._done = False
+
+    def deliver(self, out: RequestOutput) -> None:
+        """Engine-thread callback: hand ``out`` to the event loop."""
+        # RuntimeError: the event loop is gone, so nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, out)
+
+    def __aiter__(self) -> OutputStream:
+        return self
+
+    async def __anext__(self) -> RequestOutput:
+        if self._done:
+            raise StopAsyncIteration
+        out = await self._queue.get()
+        self._done = out.finished
+        return out
+
+    async def aclose(self) -> None:
+        """Abort the request if it has not finished; its slot and cache are freed at once."""
+        if not self._done:
+            self._done = True
+            self._engine.abort(self.request_id)
+
+
 class Engine:
     """Continuous-batching engine on a background thread. ``start()`` before submitting.
 
@@ -126,6 +161,8 @@ class Engine:
 
     def start(self) -> Engine:
         """Start the engine thread (idempotent)."""
+        if self.config.torch_threads is not None:
+            torch.set_num_threads(self.config.torch_threads)
         with self._cond:
             if self._thread is None:
                 self._stopping = False
@@ -223,28 +260,27 @@ class Engine:
             raise TimeoutError(f"request {rid} did not finish within {timeout_s} s")
         return Completion.join(outputs)
 
+    def open_stream(
+        self, prompt: Prompt, params: SamplingParams, *, request_id: str | None = None
+    ) -> OutputStream:
+        """Submit now (errors raise here) and return an async iterator over the outputs.
+
+        Call from a running event loop; ``aclose()`` the stream to abort an unfinished request.
+        """
+        stream = OutputStream(self, asyncio.get_running_loop())
+        stream.request_id = self.submit(prompt, params, stream.deliver, request_id=request_id)
+        return stream
+
     async def stream(
         self, prompt: Prompt, params: SamplingParams, *, request_id: str | None = None
     ) -> AsyncIterator[RequestOutput]:
-        """Outputs of one request as they come; closing the iterator early aborts it."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[RequestOutput] = asyncio.Queue()
-
-        def deliver(out: RequestOutput) -> None:
-            # RuntimeError: the event loop is gone, so nobody is listening any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(queue.put_nowait, out)
-
-        rid = self.submit(prompt, params, deliver, request_id=request_id)
-        finished = False
+        """Outputs of one request as they come; leaving the loop early aborts it."""
+        stream = self.open_stream(prompt, params, request_id=request_id)
         try:
-            while not finished:
-                out = await queue.get()
-                finished = out.finished
+            async for out in stream:
                 yield out
         finally:
-            if not finished:  # client went away (cancelled or closed): free the slot now
-                self.abort(rid)
+            await stream.aclose()
 
     def stats(self) -> EngineStats:
         """The latest snapshot."""
@@ -281,7 +317,7 @@ class Engine:
                         outputs.append(out)
             else:
                 outputs.extend(core.step())
-            self._dispatch(outputs)
+            # Refresh the snapshot first: whoever sees an output also sees the state after it.
             with self._cond:
                 self._stats = EngineStats(
                     waiting=core.num_waiting,
@@ -289,6 +325,7 @@ class Engine:
                     steps=core.steps,
                     kv=core.kv.usage(),
                 )
+            self._dispatch(outputs)
             if stopping:
                 return
 

@@ -1,0 +1,138 @@
+"""Bad input is a 400 with an OpenAI error body; overload is a 429; disconnects free slots."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tokenwatt.engine.config import EngineConfig
+from tokenwatt.engine.engine import Engine
+from tokenwatt.engine.model import LoadedModel
+from tokenwatt.engine.server import RunningServer, ServeConfig, start_server
+
+GOOD = {"model": "tiny", "prompt": "x", "max_tokens": 2}
+
+
+def _post(server: RunningServer, path: str, content: str | bytes) -> httpx.Response:
+    return httpx.post(
+        server.url + path, content=content, headers={"content-type": "application/json"}
+    )
+
+
+def _error(r: httpx.Response) -> dict[str, Any]:
+    assert r.status_code == 400, r.text
+    err: dict[str, Any] = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"}
+    assert err["type"] == "invalid_request_error"
+    return err
+
+
+def test_malformed_json(server: RunningServer) -> None:
+    """A body that is not JSON is a 400 saying so."""
+    assert "not valid JSON" in _error(_post(server, "/v1/completions", "{oops"))["message"]
+
+
+def test_empty_body(server: RunningServer) -> None:
+    """An empty body is a 400."""
+    assert "empty" in _error(_post(server, "/v1/completions", b""))["message"]
+
+
+def test_body_not_an_object(server: RunningServer) -> None:
+    """A JSON array body is a 400 asking for an object."""
+    assert "JSON object" in _error(_post(server, "/v1/completions", "[1, 2]"))["message"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/v1/completions", {"model": "tiny"}, "prompt"),
+        ("/v1/completions", {"prompt": "x"}, "model"),
+        ("/v1/completions", {**GOOD, "max_tokens": "many"}, "max_tokens"),
+        ("/v1/completions", {**GOOD, "temperature": 5}, "temperature"),
+        ("/v1/completions", {**GOOD, "stream": "yes"}, "stream"),
+        ("/v1/chat/completions", {"model": "tiny", "messages": []}, "messages"),
+        ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "x"}]}, "messages.0.role"),
+    ],
+)
+def test_missing_or_wrong_fields(
+    server: RunningServer, path: str, body: dict[str, Any], param: str
+) -> None:
+    """A missing field or a wrong type names the field in `param`."""
+    assert _error(_post(server, path, json.dumps(body)))["param"] == param
+
+
+@pytest.mark.parametrize("max_tokens", [0, -3])
+def test_max_tokens_not_positive(server: RunningServer, max_tokens: int) -> None:
+    """max_tokens <= 0 is a 400 on max_tokens."""
+    err = _error(_post(server, "/v1/completions", json.dumps({**GOOD, "max_tokens": max_tokens})))
+    assert err["param"] == "max_tokens"
+
+
+def test_prompt_longer_than_context(server: RunningServer) -> None:
+    """A prompt over the 8192-token context is a 400 context_length_exceeded, stream or not."""
+    for stream in (False, True):
+        body = {**GOOD, "prompt": "a" * 9000, "stream": stream}
+        err = _error(_post(server, "/v1/completions", json.dumps(body)))
+        assert (err["param"], err["code"]) == ("prompt", "context_length_exceeded")
+
+
+def test_unknown_model(server: RunningServer) -> None:
+    """Asking for another model is a 400 model_not_found."""
+    err = _error(_post(server, "/v1/completions", json.dumps({**GOOD, "model": "gpt-9"})))
+    assert (err["param"], err["code"]) == ("model", "model_not_found")
+
+
+def test_n_above_one(server: RunningServer) -> None:
+    """n=2 is refused clearly."""
+    assert _error(_post(server, "/v1/completions", json.dumps({**GOOD, "n": 2})))["param"] == "n"
+
+
+def test_unknown_path_is_openai_404(server: RunningServer) -> None:
+    """An unknown path is a 404 with an error body, not HTML."""
+    r = httpx.get(server.url + "/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+def _wait(predicate: Any, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_disconnect_mid_stream_frees_slot(server: RunningServer) -> None:
+    """Closing a long stream after the first chunk aborts the request and frees its KV."""
+    body = {**GOOD, "max_tokens": 8000, "stream": True, "ignore_eos": True}
+    with (
+        httpx.Client(timeout=30) as c,
+        c.stream("POST", server.url + "/v1/completions", json=body) as r,
+    ):
+        assert r.status_code == 200
+        lines = r.iter_lines()  # keep it: a discarded line iterator closes the connection
+        next(lines)
+        assert server.engine.stats().kv.requests == 1
+    assert _wait(lambda: server.engine.stats().kv.requests == 0)
+    assert server.engine.stats().running == 0
+
+
+def test_queue_full_is_429_with_retry_after(tiny: LoadedModel) -> None:
+    """With max_batch 1 and max_queue 1, a third concurrent request gets 429 + Retry-After."""
+    engine = Engine(tiny, EngineConfig(max_batch=1, max_queue=1))
+    with start_server(engine, ServeConfig(port=0)) as srv, httpx.Client(timeout=30) as c:
+        body = {**GOOD, "max_tokens": 8000, "stream": True, "ignore_eos": True}
+        with c.stream("POST", srv.url + "/v1/completions", json=body) as first:
+            lines = first.iter_lines()  # keep it: discarding it would close the connection
+            next(lines)  # running
+            with c.stream("POST", srv.url + "/v1/completions", json=body) as second:
+                assert second.status_code == 200  # queued
+                assert _wait(lambda: engine.stats().waiting == 1)
+                r = c.post(srv.url + "/v1/completions", json=GOOD)
+                assert r.status_code == 429
+                assert r.headers["retry-after"] == "1"
+                assert r.json()["error"]["type"] == "rate_limit_error"
