@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from tokenwatt.errors import ConfigError
+from tokenwatt.warehouse.codec import encode_block
 from tokenwatt.warehouse.disk import DiskTier
 from tokenwatt.warehouse.faults import FaultyTier
-from tokenwatt.warehouse.keys import BlockHasher
+from tokenwatt.warehouse.keys import BlockHasher, fingerprint_digest
 from tokenwatt.warehouse.memory import MemoryTier
 from tokenwatt.warehouse.policies import SeenAtLeast
 from tokenwatt.warehouse.store import StoreConfig, TierConfig, TieredStore
@@ -192,3 +193,15 @@ def test_stats_count_tokens_and_energy(make_kv: KV) -> None:
     assert snap.energy_saved_j == pytest.approx(8.0)
     assert snap.energy_basis == "estimated:prefill-energy-per-token (0.5 J/token from rapl)"
     assert snap.tiers["dram"].hits == 4
+
+
+def test_planned_dram_block_pinned_against_promotion(make_kv: KV, tmp_path: Path) -> None:
+    """Block 0 from disk is not promoted over block 1, which DRAM holds for the same load."""
+    one_block = len(encode_block(KEYS[0], fingerprint_digest("m"), 4, make_kv(0)))
+    dram = MemoryTier(one_block)
+    store = TieredStore([dram, DiskTier(tmp_path, 1 << 20)], fingerprint="m")
+    store.put(_blocks(make_kv, KEYS[:2]), block_tokens=4)  # DRAM keeps only block 1
+    assert dram.contains_many(KEYS[:2]) == [False, True]
+    loaded = store.load(KEYS[:2], block_tokens=4)
+    assert loaded.tiers == ("disk", "dram")
+    assert dram.contains_many(KEYS[:2]) == [False, True]

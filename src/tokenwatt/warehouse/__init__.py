@@ -47,7 +47,7 @@ from .stats import (
     register_collector,
 )
 from .store import LoadedPrefix, StoreConfig, TierConfig, TieredStore
-from .tier import Tier, TierBase, TierUsage
+from .tier import PinnableTier, Tier, TierBase, TierUsage
 
 __all__ = [
     "DEFAULT_BLOCK_TOKENS",
@@ -73,6 +73,7 @@ __all__ = [
     "LoadedPrefix",
     "MemoryTier",
     "ModelFingerprint",
+    "PinnableTier",
     "RedisTier",
     "SeenAtLeast",
     "StatsSnapshot",

@@ -26,7 +26,7 @@ from .decision import LoadDecider
 from .keys import fingerprint_digest
 from .policies import AdmissionPolicy, AlwaysAdmit
 from .stats import WarehouseStats
-from .tier import Tier
+from .tier import PinnableTier, Tier
 
 __all__ = ["LoadedPrefix", "StoreConfig", "TierConfig", "TieredStore"]
 
@@ -220,6 +220,36 @@ class TieredStore:
         if decide and plan and block_tokens is not None:
             names = [self.tiers[i].tier.name for i in plan]
             plan = plan[: self.decider.blocks_to_load(names, block_tokens)]
+        pins = self._pin(keys, plan)
+        try:
+            blocks, sources = self._fetch_plan(keys, plan, block_tokens)
+        finally:
+            for tier, pinned in pins:
+                for key in pinned:
+                    tier.unpin(key)
+        seconds = time.perf_counter() - start
+        result = LoadedPrefix(tuple(blocks), tuple(sources), available)
+        self.stats.record_load(
+            result.tokens, seconds, self.decider.energy_j_per_token, self.decider.energy_source
+        )
+        return result
+
+    def _pin(
+        self, keys: Sequence[str], plan: Sequence[int]
+    ) -> list[tuple[PinnableTier, list[str]]]:
+        """Pin planned blocks in tiers that support it, so promotions cannot evict them."""
+        pins: list[tuple[PinnableTier, list[str]]] = []
+        for ti, tc in enumerate(self.tiers):
+            tier = tc.tier
+            if isinstance(tier, PinnableTier) and ti in plan:
+                pins.append(
+                    (tier, [keys[i] for i, t in enumerate(plan) if t == ti and tier.pin(keys[i])])
+                )
+        return pins
+
+    def _fetch_plan(
+        self, keys: Sequence[str], plan: Sequence[int], block_tokens: int | None
+    ) -> tuple[list[DecodedBlock], list[str]]:
         blocks: list[DecodedBlock] = []
         sources: list[str] = []
         pos = 0
@@ -234,12 +264,7 @@ class TieredStore:
             if len(got) < end - pos:
                 break
             pos = end
-        seconds = time.perf_counter() - start
-        result = LoadedPrefix(tuple(blocks), tuple(sources), available)
-        self.stats.record_load(
-            result.tokens, seconds, self.decider.energy_j_per_token, self.decider.energy_source
-        )
-        return result
+        return blocks, sources
 
     def _fetch(self, ti: int, keys: Sequence[str], block_tokens: int | None) -> list[DecodedBlock]:
         """Fetch, verify and promote ``keys`` from tier ``ti``; stops at the first bad block."""

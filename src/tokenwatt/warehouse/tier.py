@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Tier", "TierBase", "TierUsage"]
+__all__ = ["PinnableTier", "Tier", "TierBase", "TierUsage"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,19 @@ class Tier(Protocol):
 
     def close(self) -> None:
         """Release files, sockets and threads; the tier is unusable afterwards."""
+        ...
+
+
+@runtime_checkable
+class PinnableTier(Protocol):
+    """A tier that can keep blocks from eviction while a request uses them (e.g. DRAM)."""
+
+    def pin(self, key: str) -> bool:
+        """Keep ``key`` until a matching ``unpin``; False if it is not stored."""
+        ...
+
+    def unpin(self, key: str) -> None:
+        """Release one ``pin`` of ``key``."""
         ...
 
 
