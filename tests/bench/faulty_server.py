@@ -17,9 +17,11 @@ import json
 import re
 import socket
 import struct
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 Fault = Literal["refuse", "reset", "429", "500", "malformed", "truncated", "stall"]
 FAULTS: tuple[Fault, ...] = ("refuse", "reset", "429", "500", "malformed", "truncated", "stall")
@@ -215,6 +217,31 @@ async def _main(args: argparse.Namespace) -> None:
     await server.start()
     print(f"listening {server.url}", flush=True)
     await asyncio.Event().wait()
+
+
+@contextlib.contextmanager
+def serve_in_thread(**kwargs: Any) -> Iterator[FaultyServer]:
+    """Run a FaultyServer on its own event loop in a daemon thread (for sync callers: the CLI)."""
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    server = FaultyServer(**kwargs)
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 if __name__ == "__main__":

@@ -127,10 +127,8 @@ async def test_meter_source_samples_a_fixed_power_meter() -> None:
     assert trace.energy_j[-1]["node"] >= trace.energy_j[0]["node"]
 
 
-async def test_prometheus_source_reads_tokenwatt_and_dcgm_counters(
-    start_server: StartServer,
-) -> None:
-    """The faulty server's counters are read in joules, DCGM's mJ scaled by 1/1000."""
+async def test_prometheus_source_prefers_the_tokenwatt_counter(start_server: StartServer) -> None:
+    """With both counters present only tokenwatt's is read (no double counting), in joules."""
     server = await start_server(energy_per_token_j=0.5)
     server.tokens_sent = 4
     source = PrometheusSource(server.url + "/metrics")
@@ -138,12 +136,26 @@ async def test_prometheus_source_reads_tokenwatt_and_dcgm_counters(
         _t, energy = await source.read()
     finally:
         await source.aclose()
+    assert energy == {"tokenwatt_energy_joules_total{scope=node,source=replay}": 2.0}
+    assert [(c.scope, c.source) for c in source.components] == [("node", "replay")]
+
+
+async def test_prometheus_source_scales_dcgm_millijoules() -> None:
+    """DCGM's total energy counter (mJ, declared a counter) is read per GPU in joules."""
+    text = (
+        "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n"
+        'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="0",UUID="GPU-a"} 2500\n'
+        'DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu="1",UUID="GPU-b"} 1000\n'
+    )
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, text=text))
+    source = PrometheusSource("http://x/metrics", transport=transport)
+    _t, energy = await source.read()
+    await source.aclose()
     assert energy == {
-        "tokenwatt_energy_joules_total{scope=node,source=replay}": 2.0,
-        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu=0}": 2.0,
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu=0}": 2.5,
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{gpu=1}": 1.0,
     }
-    scopes = sorted((c.scope, c.source) for c in source.components)
-    assert scopes == [("gpu", "dcgm"), ("node", "replay")]
+    assert {(c.scope, c.source) for c in source.components} == {("gpu", "dcgm")}
 
 
 async def test_prometheus_source_without_counter_says_what_to_do() -> None:

@@ -43,12 +43,21 @@ from tokenwatt.bench.record import (
     RequestRecord,
     StreamEvent,
 )
+from tokenwatt.bench.report import build_report, write_report
 from tokenwatt.bench.results import BenchResult, Comparison, compare, load_result
 from tokenwatt.bench.runner import LoadRunner, RunLimits, send_one
+from tokenwatt.bench.workloads import (
+    BENCH_WORKLOADS,
+    BenchWorkload,
+    WorkloadOptions,
+    build_workload,
+)
 
 __all__ = [
+    "BENCH_WORKLOADS",
     "ERROR_KINDS",
     "BenchResult",
+    "BenchWorkload",
     "Chunk",
     "ClientConfig",
     "ClosedLoop",
@@ -77,7 +86,10 @@ __all__ = [
     "SteadyWindow",
     "StreamEvent",
     "TraceReplay",
+    "WorkloadOptions",
+    "build_report",
     "build_result",
+    "build_workload",
     "compare",
     "concurrency_steps",
     "find_max_goodput_rate",
@@ -88,4 +100,5 @@ __all__ = [
     "steady_state_window",
     "summarize_energy",
     "synthetic_prompt",
+    "write_report",
 ]

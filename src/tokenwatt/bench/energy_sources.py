@@ -150,11 +150,15 @@ class PrometheusSource:
             families = list(text_string_to_metric_families(text))
         except ValueError as exc:
             raise MeterError(f"{self.url} is not Prometheus text: {exc}") from None
+        # Several counters may measure the same joules (tokenwatt's and DCGM's for one GPU):
+        # use only the first present in ``counters`` order, so nothing is counted twice.
+        present = {s.name for f in families for s in f.samples} | {f.name for f in families}
+        chosen = next((n for n in self._counters if n in present), None)
         for family in families:
             for sample in family.samples:
                 # The parser appends _total to counters declared without it (DCGM's).
                 metric = next((n for n in (sample.name, family.name) if n in self._counters), None)
-                if metric is None or sample.name.endswith(("_created", "_bucket")):
+                if metric is None or metric != chosen or sample.name.endswith("_created"):
                     continue
                 spec = self._counters[metric]
                 labels = sample.labels

@@ -75,7 +75,7 @@ class BenchResult:
         """The result as JSON text."""
         body = asdict(self)
         body = {"format": RESULT_FORMAT, **body}
-        return json.dumps(body, indent=1, sort_keys=False)
+        return json.dumps(body, indent=1, default=str)  # paths in the config become strings
 
     def write(self, out_dir: Path) -> dict[str, Path]:
         """Write ``result.json`` and ``requests.csv`` into ``out_dir``; return their paths."""

@@ -1,3 +1,6 @@
-"""tokenwatt.report (see its modules)."""
+"""tokenwatt.report: self-contained HTML reports with inline SVG charts (no network)."""
 
-__all__: list[str] = []
+from tokenwatt.report.html import HtmlReport
+from tokenwatt.report.svg import PALETTE, Series, cdf_chart, cdf_points, line_chart, nice_ticks
+
+__all__ = ["PALETTE", "HtmlReport", "Series", "cdf_chart", "cdf_points", "line_chart", "nice_ticks"]

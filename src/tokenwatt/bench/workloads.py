@@ -1,0 +1,136 @@
+"""Benchmark workloads by name: tokenwatt.workload's synthetic generators and trace readers,
+with token counts clamped to what the endpoint accepts, plus the stats a result records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tokenwatt.errors import ConfigError
+from tokenwatt.workload.agentic import AgenticSpec
+from tokenwatt.workload.synthetic import generate, workload_spec
+from tokenwatt.workload.traces import TraceOptions, open_trace
+from tokenwatt.workload.types import Request
+
+__all__ = ["BENCH_WORKLOADS", "BenchWorkload", "WorkloadOptions", "build_workload"]
+
+BENCH_WORKLOADS = ("chat", "reasoning", "agentic", "prefix-share", "trace")
+"""Workload names ``tokenwatt bench`` accepts."""
+
+_SYNTHETIC = {
+    "chat": "chat",
+    "reasoning": "reasoning",
+    "prefix-share": "prefix",
+    "agentic": "agentic",
+}
+
+TOKEN_NOTE = (
+    "prompt lengths approximate: one synthetic word is about one token; exact counts need "
+    "the endpoint's tokenizer"
+)
+
+
+@dataclass(frozen=True)
+class WorkloadOptions:
+    """How to build a workload (defaults: 100 chat requests, seed 0, lengths as generated)."""
+
+    name: str = "chat"
+    """One of ``BENCH_WORKLOADS``."""
+    num_requests: int = 100
+    """Requests to generate (synthetic) or read at most (trace)."""
+    seed: int = 0
+    """Seed of the generator."""
+    trace: Path | None = None
+    """Trace file for the ``trace`` workload."""
+    sessions: int = 8
+    """Agentic sessions."""
+    turns: int = 10
+    """Turns per agentic session."""
+    prefix_share: float | None = None
+    """Shared-prefix fraction for ``prefix-share`` (None: the preset's 0.5)."""
+    max_input_tokens: int | None = None
+    """Clamp prompts to this many tokens (to fit a small model's context)."""
+    max_output_tokens: int | None = None
+    """Clamp answers to this many tokens."""
+
+    def __post_init__(self) -> None:
+        if self.name not in BENCH_WORKLOADS:
+            raise ConfigError(
+                f"unknown workload {self.name!r}; use one of {', '.join(BENCH_WORKLOADS)}"
+            )
+        if self.name == "trace" and self.trace is None:
+            raise ConfigError("the trace workload needs --trace FILE (Azure, BurstGPT or Mooncake)")
+        if self.num_requests < 1 or self.sessions < 1 or self.turns < 1:
+            raise ConfigError("request, session and turn counts must be >= 1")
+        for name in ("max_input_tokens", "max_output_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class BenchWorkload:
+    """Requests to send and a function giving the workload's stats once they were read."""
+
+    requests: Iterable[Request]
+    """The requests, in send order."""
+    stats: Callable[[], Mapping[str, Any]]
+    """Rows skipped, approximations: called after the run."""
+
+
+def _clamp(requests: Iterable[Request], opts: WorkloadOptions) -> Iterator[Request]:
+    for r in requests:
+        inp = min(r.input_tokens, opts.max_input_tokens or r.input_tokens)
+        out = min(r.output_tokens, opts.max_output_tokens or r.output_tokens)
+        if (inp, out) == (r.input_tokens, r.output_tokens):
+            yield r
+            continue
+        keep = inp // r.block_tokens  # whole blocks still inside the clamped prompt
+        yield dataclasses.replace(
+            r, input_tokens=inp, output_tokens=out, prefix_block_ids=r.prefix_block_ids[:keep]
+        )
+
+
+def build_workload(opts: WorkloadOptions) -> BenchWorkload:
+    """The requests of a named workload.
+
+    Raises:
+        ConfigError: bad options. TraceError: missing or unreadable trace.
+    """
+    if opts.name == "trace":
+        assert opts.trace is not None
+        options = TraceOptions(
+            limit=opts.num_requests,
+            max_input_tokens=opts.max_input_tokens,
+            max_output_tokens=opts.max_output_tokens,
+        )
+        reader = open_trace(opts.trace, options=options)
+
+        def trace_stats() -> Mapping[str, Any]:
+            s = reader.stats
+            return {
+                "trace": s.path,
+                "format": s.format,
+                "rows": s.rows,
+                "requests": s.requests,
+                "skipped": dict(s.skipped),
+                "token_counts": TOKEN_NOTE,
+            }
+
+        return BenchWorkload(reader, trace_stats)
+    overrides: dict[str, Any] = {"seed": opts.seed}
+    if opts.name == "agentic":
+        overrides.update(num_sessions=opts.sessions, turns=opts.turns)
+    else:
+        overrides["num_requests"] = opts.num_requests
+        if opts.prefix_share is not None:
+            overrides["prefix_share"] = opts.prefix_share
+    spec = workload_spec(_SYNTHETIC[opts.name], **overrides)
+    requests = list(_clamp(generate(spec), opts))
+    kind = "sessions" if isinstance(spec, AgenticSpec) else "requests"
+    summary = {"workload": opts.name, "requests": len(requests), "kind": kind}
+    return BenchWorkload(requests, lambda: {**summary, "token_counts": TOKEN_NOTE})

@@ -1,0 +1,445 @@
+"""`tokenwatt bench run|compare`: goodput per joule of any OpenAI-compatible endpoint.
+
+A thin layer over tokenwatt.bench: options are resolved once here into library config objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tokenwatt.bench.bench import run_bench
+from tokenwatt.bench.client import ClientConfig, OpenAIClient
+from tokenwatt.bench.energy_sources import EnergySource, MeterSource, PrometheusSource
+from tokenwatt.bench.load import (
+    ClosedLoop,
+    LoadShape,
+    OpenLoop,
+    Sessions,
+    TraceReplay,
+    find_max_goodput_rate,
+)
+from tokenwatt.bench.record import RequestRecord
+from tokenwatt.bench.report import write_report
+from tokenwatt.bench.results import BenchResult, compare, load_result
+from tokenwatt.bench.runner import LoadRunner, RunLimits
+from tokenwatt.bench.slo import SloSet, parse_slos
+from tokenwatt.bench.workloads import BENCH_WORKLOADS, WorkloadOptions, build_workload
+from tokenwatt.energy.detect import detect_meters
+from tokenwatt.energy.facility import FacilityModel, facility_preset
+from tokenwatt.errors import ConfigError
+
+from ._common import console, err_console, fail, user_errors
+
+__all__ = ["register"]
+
+bench_app = typer.Typer(
+    help="Benchmark an OpenAI-compatible endpoint: latency, SLO goodput and goodput per joule.",
+    no_args_is_help=True,
+)
+
+
+def _shape(
+    workload: str,
+    rate: float | None,
+    concurrency: int | None,
+    arrival: str,
+    burstiness: float,
+    speedup: float | None,
+    seed: int,
+) -> LoadShape:
+    if rate is not None and concurrency is not None and workload != "agentic":
+        raise ConfigError("give either --rate (open loop) or --concurrency (closed loop), not both")
+    if workload == "agentic":
+        return Sessions(concurrency or 4)
+    if rate is not None:
+        return OpenLoop(rate, arrival, burstiness, seed)  # type: ignore[arg-type]
+    if workload == "trace" and concurrency is None:
+        return TraceReplay(speedup or 1.0)
+    return ClosedLoop(concurrency or 1)
+
+
+def _energy_source(
+    energy: str, url: str, metrics_url: str | None
+) -> tuple[EnergySource | None, str]:
+    if energy == "none":
+        return None, "none"
+    if energy == "endpoint":
+        target = metrics_url or url.rstrip("/").removesuffix("/v1") + "/metrics"
+        return PrometheusSource(target), f"endpoint:{target}"
+    if energy == "local":
+        # The endpoint usually runs beside the client: count the whole machine, not this process.
+        return MeterSource(detect_meters(cpu_mode="machine")), "local"
+    raise ConfigError(f"unknown energy source {energy!r}; use local, endpoint or none")
+
+
+def _fmt(value: Any, unit: str = "", scale: float = 1.0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, int | float):
+        return f"{value * scale:.4g}{unit}"
+    return str(value)
+
+
+def summary_table(result: BenchResult) -> Table:
+    """The run's headline figures, each energy figure with its source and scope."""
+    s = result.summary
+    table = Table(
+        title="tokenwatt bench" + (" (interrupted: partial)" if result.interrupted else "")
+    )
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("requests (ok / failed)", f"{s.get('completed', 0)} / {s.get('failed', 0)}"),
+        ("errors by kind", ", ".join(f"{k}={v}" for k, v in s.get("errors", {}).items()) or "-"),
+        ("request throughput", _fmt(s.get("request_throughput_rps"), " req/s")),
+        ("output throughput", _fmt(s.get("output_throughput_tps"), " tok/s")),
+    ]
+    for name in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
+        p = s.get(name, {})
+        label = name.removesuffix("_s").upper()
+        rows.append(
+            (
+                f"{label} p50 / p90 / p99",
+                " / ".join(_fmt(p.get(q), " ms", 1e3) for q in ("p50", "p90", "p99")),
+            )
+        )
+    rows += [
+        (f"SLO attainment ({s.get('slos') or 'no SLO'})", _fmt(s.get("slo_attainment"))),
+        (
+            "goodput",
+            _fmt(s.get("request_goodput_rps"), " req/s")
+            + ", "
+            + _fmt(s.get("token_goodput_tps"), " tok/s"),
+        ),
+    ]
+    e = result.energy
+    if e is not None:
+        tag = escape(f" [{e['source']}, {e['scope']}{', estimate' if e['estimated'] else ''}]")
+        whole = e["whole_run"]
+        rows += [
+            ("energy" + tag, _fmt(whole["energy_j"], " J")),
+            ("J / output token" + tag, _fmt(whole["j_per_output_token"])),
+            ("output tokens / J" + tag, _fmt(whole["output_tokens_per_j"])),
+            ("goodput tokens / J" + tag, _fmt(e["good_tokens_per_j"])),
+            ("J / request" + tag, _fmt(e["j_per_request"])),
+            ("idle energy share" + tag, _fmt(e["idle_share"])),
+        ]
+        if e.get("j_per_session") is not None:
+            rows.append(("J / session" + tag, _fmt(e["j_per_session"])))
+        steady = e.get("steady")
+        if steady is not None:
+            rows.append(
+                (
+                    f"J / output token, steady (level {e['steady_level']})" + tag,
+                    _fmt(steady["j_per_output_token"]),
+                )
+            )
+        fac = e.get("facility")
+        if fac is not None:
+            model = fac["model"]
+            rows += [
+                (
+                    f"facility energy (PUE {model['pue']}, {model['name']})",
+                    _fmt(fac["facility_energy_j"], " J"),
+                ),
+                (f"carbon ({model['carbon_g_per_kwh']} g/kWh)", _fmt(fac["carbon_g"], " g")),
+                (
+                    f"cost ({model['price_per_kwh']} {model['currency']}/kWh)",
+                    _fmt(fac["cost"], f" {model['currency']}"),
+                ),
+            ]
+    for label, value in rows:
+        table.add_row(label, value)
+    return table
+
+
+@contextlib.contextmanager
+def _progress(total: int | None, quiet: bool) -> Iterator[Any]:
+    if quiet:
+        yield lambda record: None
+        return
+    columns = [
+        TextColumn("[bold]bench"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[errors]} errors"),
+    ]
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task("bench", total=total, errors=0)
+        errors = 0
+
+        def on_record(record: RequestRecord) -> None:
+            nonlocal errors
+            errors += record.error is not None
+            progress.update(task, advance=1, errors=errors)
+
+        yield on_record
+
+
+def _run_once(
+    client_cfg: ClientConfig,
+    workload_opts: WorkloadOptions,
+    shape: LoadShape,
+    limits: RunLimits,
+    slos: SloSet,
+    energy: str,
+    metrics_url: str | None,
+    facility: FacilityModel | None,
+    config: Mapping[str, Any],
+    quiet: bool,
+) -> BenchResult | None:
+    """One run; on Ctrl-C the partial result is returned (None if nothing ran)."""
+    workload = build_workload(workload_opts)
+    source, energy_label = _energy_source(energy, client_cfg.base_url, metrics_url)
+    client = OpenAIClient(client_cfg)
+    holder: dict[str, BenchResult] = {}
+    total = (limits.max_requests or 0) + limits.warmup_requests or None
+    if isinstance(workload.requests, Sequence):
+        total = min(total or len(workload.requests), len(workload.requests))
+    with _progress(total, quiet) as on_record:
+        runner = LoadRunner(client, workload.requests, shape, limits, on_record)
+
+        async def main() -> None:
+            try:
+                holder["result"] = await run_bench(
+                    runner,
+                    slos,
+                    source,
+                    0.1,
+                    facility,
+                    {**config, "energy_source": energy_label},
+                    workload.stats,
+                )
+            finally:
+                await client.aclose()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(main())
+    return holder.get("result")
+
+
+def _write(result: BenchResult, out: Path, quiet: bool) -> None:
+    paths = result.write(out)
+    report = write_report(result, out / "report.html")
+    if not quiet:
+        console.print(summary_table(result))
+    console.print(f"wrote {paths['json']}, {paths['csv']}, {report}", highlight=False)
+
+
+def _parse_list(text: str, cast: type, what: str) -> list[Any]:
+    try:
+        values = [cast(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{what} must be comma-separated numbers, e.g. 1,2,4; got {text!r}"
+        ) from None
+    if not values:
+        raise ConfigError(f"{what} is empty; give comma-separated numbers, e.g. 1,2,4")
+    return values
+
+
+@bench_app.command("run")
+def run(
+    url: str = typer.Option(..., "--url", help="Endpoint root, e.g. http://127.0.0.1:8000."),
+    workload: str = typer.Option(
+        "chat", "--workload", "-w", help=f"One of {', '.join(BENCH_WORKLOADS)}."
+    ),
+    trace: Path | None = typer.Option(None, "--trace", help="Trace file for --workload trace."),
+    num_requests: int = typer.Option(100, "--num-requests", "-n", help="Measured requests."),
+    rate: float | None = typer.Option(None, "--rate", help="Open loop: requests per second."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", "-c", help="Closed loop: requests in flight (agentic: sessions)."
+    ),
+    arrival: str = typer.Option("poisson", "--arrival", help="constant, poisson or gamma."),
+    burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape (1 = Poisson)."),
+    speedup: float | None = typer.Option(None, "--speedup", help="Trace replay speed-up."),
+    duration: float | None = typer.Option(None, "--duration", help="Stop sending after S seconds."),
+    warmup: int = typer.Option(0, "--warmup", help="Warm-up requests (not measured)."),
+    slo: str = typer.Option("", "--slo", help='SLOs, e.g. "ttft<=1s,tpot<=100ms".'),
+    energy: str = typer.Option(
+        "local",
+        "--energy",
+        help="local (this machine's meters, whole machine), endpoint (its /metrics) or none.",
+    ),
+    metrics_url: str | None = typer.Option(None, "--metrics-url", help="Energy /metrics URL."),
+    facility: str = typer.Option("uptime-2024-average", "--facility", help="Facility preset."),
+    api: str = typer.Option("completions", "--api", help="completions or chat."),
+    model: str = typer.Option("default", "--model", help="Model name sent in requests."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="OPENAI_API_KEY", help="Bearer key."
+    ),
+    timeout: float = typer.Option(600.0, "--timeout", help="Per-request timeout, seconds."),
+    stall_timeout: float = typer.Option(60.0, "--stall-timeout", help="Max silence, seconds."),
+    ignore_eos: bool = typer.Option(
+        False, "--ignore-eos", help="Send ignore_eos (vLLM, tokenwatt)."
+    ),
+    max_input_tokens: int | None = typer.Option(None, "--max-input-tokens", help="Clamp prompts."),
+    max_output_tokens: int | None = typer.Option(
+        None, "--max-output-tokens", help="Clamp answers."
+    ),
+    sessions: int = typer.Option(8, "--sessions", help="Agentic sessions."),
+    turns: int = typer.Option(10, "--turns", help="Turns per agentic session."),
+    seed: int = typer.Option(0, "--seed", help="Workload and arrival seed."),
+    sweep: str | None = typer.Option(
+        None, "--sweep", help="Comma-separated rates (with --rate) or concurrencies to sweep."
+    ),
+    search: str | None = typer.Option(
+        None, "--search-rate", help="LO:HI: find the highest rate meeting --target (bisection)."
+    ),
+    target: float = typer.Option(0.9, "--target", help="SLO attainment the search must meet."),
+    out: Path = typer.Option(Path("bench-out"), "--out", "-o", help="Output directory."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or table."),
+) -> None:
+    """Run a workload against an endpoint; write result.json, requests.csv and report.html."""
+    with user_errors():
+        slos = parse_slos(slo)
+        client_cfg = ClientConfig(
+            base_url=url,
+            api=api,  # type: ignore[arg-type]  # ClientConfig validates the choice
+            model=model,
+            api_key=api_key,
+            timeout_s=timeout,
+            stall_timeout_s=stall_timeout,
+            ignore_eos=ignore_eos,
+        )
+        shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
+        extra = 0 if workload == "agentic" else warmup
+        wl = WorkloadOptions(
+            workload,
+            num_requests + extra,
+            seed,
+            trace,
+            sessions,
+            turns,
+            None,
+            max_input_tokens,
+            max_output_tokens,
+        )
+        limits = RunLimits(
+            max_requests=None if workload == "agentic" else num_requests,
+            duration_s=duration,
+            warmup_requests=warmup,
+        )
+        fac = facility_preset(facility)
+        base_config = {
+            "url": url,
+            "client": {**asdict(client_cfg), "api_key": "***" if api_key else None},
+            "workload": asdict(wl),
+            "limits": asdict(limits),
+            "slos": str(slos),
+            "facility": facility,
+        }
+
+        def one(s: LoadShape, out_dir: Path) -> BenchResult | None:
+            cfg = {**base_config, "shape": {"kind": type(s).__name__, **asdict(s)}}
+            result = _run_once(
+                client_cfg, wl, s, limits, slos, energy, metrics_url, fac, cfg, quiet
+            )
+            if result is not None:
+                _write(result, out_dir, quiet)
+            return result
+
+        if search is not None:
+            _search(search, target, slos, shape, one, out)
+            return
+        if sweep is None:
+            result = one(shape, out)
+            if result is None or result.interrupted:
+                raise fail("interrupted: partial result written" if result else "interrupted", 130)
+            return
+        _sweep(sweep, shape, one, out)
+
+
+def _sweep(text: str, shape: LoadShape, one: Any, out: Path) -> None:
+    table = Table(title="sweep")
+    for col in ("load", "req/s", "tok/s", "SLO attainment", "J/token"):
+        table.add_column(col, justify="right")
+    for value in _parse_list(text, float, "--sweep"):
+        if isinstance(shape, OpenLoop):
+            s: LoadShape = OpenLoop(value, shape.arrival, shape.burstiness, shape.seed)
+        elif isinstance(shape, Sessions):
+            s = Sessions(int(value))
+        else:
+            s = ClosedLoop(int(value))
+        result = one(s, out / s.label.replace("/", "").replace(",", "_").replace("=", "-"))
+        if result is None:
+            raise fail("interrupted during the sweep; finished points are written", 130)
+        e = result.energy or {}
+        table.add_row(
+            s.label,
+            _fmt(result.summary.get("request_throughput_rps")),
+            _fmt(result.summary.get("output_throughput_tps")),
+            _fmt(result.summary.get("slo_attainment")),
+            _fmt((e.get("whole_run") or {}).get("j_per_output_token")),
+        )
+        if result.interrupted:
+            break
+    console.print(table)
+
+
+def _search(text: str, target: float, slos: SloSet, shape: LoadShape, one: Any, out: Path) -> None:
+    lo_hi = _parse_list(text.replace(":", ","), float, "--search-rate")
+    if len(lo_hi) != 2:
+        raise ConfigError(f"--search-rate takes LO:HI, e.g. 1:32; got {text!r}")
+    if not slos:
+        raise ConfigError('--search-rate needs --slo, e.g. --slo "ttft<=1s,tpot<=100ms"')
+    base = shape if isinstance(shape, OpenLoop) else OpenLoop(1.0)
+
+    async def attainment_at(rate: float) -> float:
+        s = OpenLoop(rate, base.arrival, base.burstiness, base.seed)
+        result = await asyncio.to_thread(one, s, out / f"rate-{rate:.4g}")
+        if result is None or result.interrupted:
+            raise KeyboardInterrupt
+        return float(result.summary.get("slo_attainment", 0.0))
+
+    found = asyncio.run(find_max_goodput_rate(attainment_at, lo_hi[0], lo_hi[1], target))
+    console.print(
+        f"max goodput rate: {found.rate_rps:.4g} req/s at attainment {found.attainment:.3f} "
+        f"(target {target}); probes: " + ", ".join(f"{r:.4g}->{a:.3f}" for r, a in found.probes),
+        highlight=False,
+    )
+
+
+@bench_app.command("compare")
+def compare_cmd(
+    a: Path = typer.Argument(..., help="First result.json (the baseline)."),
+    b: Path = typer.Argument(..., help="Second result.json."),
+) -> None:
+    """Print two results side by side with ratios (B / A)."""
+    with user_errors():
+        ra, rb = load_result(a), load_result(b)
+    table = Table(title=f"{a} vs {b}")
+    for col in ("figure", "A", "B", "B / A"):
+        table.add_column(col, justify="right" if col != "figure" else "left")
+    for row in compare(ra, rb):
+        ratio = row.ratio
+        better = ratio is not None and ratio != 1 and (ratio > 1) == row.higher_is_better
+        mark = (
+            "" if ratio is None or ratio == 1 else (" [green]better" if better else " [red]worse")
+        )
+        table.add_row(
+            row.label, _fmt(row.a), _fmt(row.b), (_fmt(ratio) + "x" + mark) if ratio else "-"
+        )
+    for name, r in (("A", ra), ("B", rb)):
+        if r.energy is not None:
+            table.caption = (
+                table.caption or ""
+            ) + f" {name} energy: {r.energy['source']}, {r.energy['scope']}."
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``bench`` group to the root app."""
+    app.add_typer(bench_app, name="bench")

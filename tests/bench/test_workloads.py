@@ -1,0 +1,55 @@
+"""Bench workloads by name: synthetic presets, agentic sessions, traces, clamping."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tokenwatt.bench.workloads import WorkloadOptions, build_workload
+from tokenwatt.errors import ConfigError, TraceError
+
+
+def test_chat_workload_has_the_requested_count() -> None:
+    """chat with 5 requests yields 5 requests, deterministic by seed."""
+    a = list(build_workload(WorkloadOptions("chat", num_requests=5)).requests)
+    b = list(build_workload(WorkloadOptions("chat", num_requests=5)).requests)
+    assert len(a) == 5 and a == b
+
+
+def test_clamping_caps_tokens_and_drops_cut_blocks() -> None:
+    """max_input_tokens=32 with 16-token blocks keeps at most 2 prefix block ids."""
+    opts = WorkloadOptions(
+        "prefix-share", num_requests=20, max_input_tokens=32, max_output_tokens=3
+    )
+    for r in build_workload(opts).requests:
+        assert r.input_tokens <= 32 and r.output_tokens <= 3
+        assert len(r.prefix_block_ids) <= r.input_tokens // r.block_tokens
+
+
+def test_agentic_workload_groups_turns_into_sessions() -> None:
+    """2 sessions x 3 turns give 6 requests over 2 session ids with turns 0..2."""
+    reqs = list(build_workload(WorkloadOptions("agentic", sessions=2, turns=3)).requests)
+    assert sorted({r.session_id for r in reqs}) == ["agentic-0", "agentic-1"]
+    assert sorted(r.turn for r in reqs) == [0, 0, 1, 1, 2, 2]
+
+
+def test_trace_workload_reads_the_shared_azure_trace(shared_traces: Path) -> None:
+    """The Azure conversation trace yields the first 3 rows' token counts."""
+    opts = WorkloadOptions("trace", num_requests=3, trace=shared_traces / "azure_llm_2023_conv.csv")
+    workload = build_workload(opts)
+    reqs = list(workload.requests)
+    assert [(r.input_tokens, r.output_tokens) for r in reqs] == [(374, 44), (396, 109), (879, 55)]
+    assert workload.stats()["requests"] == 3
+
+
+def test_unknown_workload_names_the_choices() -> None:
+    """An unknown workload is a ConfigError listing the valid names."""
+    with pytest.raises(ConfigError, match="chat, reasoning, agentic, prefix-share, trace"):
+        WorkloadOptions("poetry")
+
+
+def test_missing_trace_is_a_trace_error(tmp_path: Path) -> None:
+    """A trace path that does not exist is a TraceError."""
+    with pytest.raises(TraceError):
+        build_workload(WorkloadOptions("trace", trace=tmp_path / "none.csv"))
