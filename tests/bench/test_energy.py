@@ -187,3 +187,13 @@ def test_sources_reject_bad_config() -> None:
         PrometheusSource("localhost/metrics")
     with pytest.raises(ConfigError):
         EnergySampler(MeterSource([FixedPowerMeter({"n": 1.0})]), interval_s=0)
+
+
+async def test_declared_counter_without_series_reads_as_zero() -> None:
+    """A labelled counter with no increments yet (TYPE line only) reads as {}, not an error."""
+    text = "# HELP tokenwatt_energy_joules E\n# TYPE tokenwatt_energy_joules counter\n"
+    transport = httpx.MockTransport(lambda r: httpx.Response(200, text=text))
+    source = PrometheusSource("http://x/metrics", transport=transport)
+    _t, energy = await source.read()
+    await source.aclose()
+    assert energy == {}

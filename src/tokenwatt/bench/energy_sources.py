@@ -135,13 +135,8 @@ class PrometheusSource:
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise MeterError(f"cannot scrape energy from {self.url}: {exc!r}") from None
+        # A labelled counter has no series until its first increment: that reads as {} (0 J).
         energy = self._parse(response.text)
-        if not energy:
-            names = ", ".join(self._counters)
-            raise MeterError(
-                f"{self.url} exports none of the energy counters {names}; "
-                "use local meters (--energy local) or no energy (--energy none)"
-            )
         return (before + time.perf_counter()) / 2, energy
 
     def _parse(self, text: str) -> dict[str, float]:
@@ -153,11 +148,19 @@ class PrometheusSource:
         # Several counters may measure the same joules (tokenwatt's and DCGM's for one GPU):
         # use only the first present in ``counters`` order, so nothing is counted twice.
         present = {s.name for f in families for s in f.samples} | {f.name for f in families}
+        present |= {f"{f.name}_total" for f in families if f.type == "counter"}
         chosen = next((n for n in self._counters if n in present), None)
+        if chosen is None:
+            names = ", ".join(self._counters)
+            raise MeterError(
+                f"{self.url} exports none of the energy counters {names}; "
+                "use local meters (--energy local) or no energy (--energy none)"
+            )
         for family in families:
             for sample in family.samples:
                 # The parser appends _total to counters declared without it (DCGM's).
-                metric = next((n for n in (sample.name, family.name) if n in self._counters), None)
+                names = (sample.name, family.name, f"{family.name}_total")
+                metric = next((n for n in names if n in self._counters), None)
                 if metric is None or metric != chosen or sample.name.endswith("_created"):
                     continue
                 spec = self._counters[metric]

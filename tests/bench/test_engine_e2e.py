@@ -1,0 +1,63 @@
+"""End to end: the bench against `tokenwatt serve`'s engine (tiny model) on loopback."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from tokenwatt.bench.bench import run_bench
+from tokenwatt.bench.client import ClientConfig, OpenAIClient
+from tokenwatt.bench.energy_sources import PrometheusSource
+from tokenwatt.bench.load import ClosedLoop
+from tokenwatt.bench.runner import LoadRunner
+from tokenwatt.bench.slo import parse_slos
+from tokenwatt.energy.replay import FixedPowerMeter
+from tokenwatt.engine.config import EngineConfig
+from tokenwatt.engine.engine import Engine
+from tokenwatt.engine.model import load_model
+from tokenwatt.engine.server import RunningServer, ServeConfig, start_server
+from tokenwatt.workload.types import Request
+
+
+@pytest.fixture(scope="module")
+def engine_server() -> Iterator[RunningServer]:
+    """The tiny preset served on a free port, with a 10 W meter ticking 1 s per read."""
+    torch.set_num_threads(1)
+    ticks = itertools.count()
+    meter = FixedPowerMeter({"cpu": 10.0}, scope="cpu", clock=lambda: float(next(ticks)))
+    engine = Engine(load_model("tiny", device="cpu"), EngineConfig(max_queue=64), meter=meter)
+    running = start_server(engine, ServeConfig(port=0))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+async def test_bench_against_tokenwatt_serve(engine_server: RunningServer, api: str) -> None:
+    """4 requests of 5 tokens (ignore_eos) all succeed with exact token counts; the endpoint's
+    own energy counter and per-request usage energy are both read, labelled by its meter."""
+    reqs = [Request(f"r{i}", input_tokens=8, output_tokens=5) for i in range(4)]
+    client = OpenAIClient(
+        ClientConfig(base_url=engine_server.url, api=api, model="tiny", ignore_eos=True)  # type: ignore[arg-type]
+    )
+    runner = LoadRunner(client, reqs, ClosedLoop(2))
+    try:
+        result = await run_bench(
+            runner,
+            parse_slos("e2e<=60s"),
+            PrometheusSource(engine_server.url + "/metrics"),
+            energy_interval_s=0.05,
+        )
+    finally:
+        await client.aclose()
+    assert result.summary["errors"] == {}
+    assert [r.output_tokens for r in result.records] == [5, 5, 5, 5]
+    assert all(r.endpoint_energy_j is not None and r.endpoint_energy_j > 0 for r in result.records)
+    energy = result.energy
+    assert energy is not None
+    assert (energy["source"], energy["scope"]) == ("estimated:fixed-power", "cpu")
+    assert energy["whole_run"]["energy_j"] > 0
