@@ -3,7 +3,15 @@
 from .app import build_app
 from .metrics import ServerMetrics, TenantTotals, tenant_of
 from .protocol import ApiError
-from .run import RunningServer, ServeConfig, build_engine, free_port, serve, start_server
+from .run import (
+    RunningServer,
+    ServeConfig,
+    build_engine,
+    free_port,
+    serve,
+    serve_engine,
+    start_server,
+)
 
 __all__ = [
     "ApiError",
@@ -15,6 +23,7 @@ __all__ = [
     "build_engine",
     "free_port",
     "serve",
+    "serve_engine",
     "start_server",
     "tenant_of",
 ]

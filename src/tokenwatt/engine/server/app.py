@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any
@@ -91,14 +91,23 @@ class _State:
         if meter is not None:
             self.metrics.set_components({c.name: (c.source, c.scope) for c in meter.components})
         self.created = int(time.time())
+        # A provider with its own series (the warehouse) exports them on this /metrics too.
+        register = getattr(engine.core.provider, "register_metrics", None)
+        if callable(register):
+            register(self.metrics.registry)
 
 
 def build_app(
-    engine: Engine, *, model_name: str | None = None, owns_engine: bool = True
+    engine: Engine,
+    *,
+    model_name: str | None = None,
+    owns_engine: bool = True,
+    on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> FastAPI:
     """The FastAPI app serving ``engine`` as model ``model_name`` (default: the model's name).
 
-    With ``owns_engine`` the app starts the engine thread at startup and stops it at shutdown.
+    With ``owns_engine`` the app starts the engine thread at startup and stops it at shutdown;
+    then it calls each of ``on_shutdown`` (closing meters, the warehouse), errors logged.
     """
     state = _State(engine, model_name or engine.loaded.name)
 
@@ -111,6 +120,11 @@ def build_app(
         finally:
             if owns_engine:
                 engine.stop()
+            for fn in on_shutdown:
+                try:
+                    fn()
+                except Exception:  # one failing cleanup must not skip the others
+                    log.warning("shutdown hook %r failed", fn, exc_info=True)
 
     app = FastAPI(title="tokenwatt serve", lifespan=lifespan)
     app.state.tokenwatt = state

@@ -8,6 +8,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import uvicorn
@@ -21,7 +22,15 @@ from ..kv import PrefixProvider
 from ..model import load_model
 from .app import build_app
 
-__all__ = ["RunningServer", "ServeConfig", "build_engine", "free_port", "serve", "start_server"]
+__all__ = [
+    "RunningServer",
+    "ServeConfig",
+    "build_engine",
+    "free_port",
+    "serve",
+    "serve_engine",
+    "start_server",
+]
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +79,13 @@ def build_engine(
     return Engine(loaded, config.engine, meter=meter, prefix_provider=prefix_provider)
 
 
-def _uvicorn(engine: Engine, config: ServeConfig, port: int) -> uvicorn.Server:
-    app = build_app(engine, model_name=config.served_model_name)
+def _uvicorn(
+    engine: Engine,
+    config: ServeConfig,
+    port: int,
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> uvicorn.Server:
+    app = build_app(engine, model_name=config.served_model_name, on_shutdown=on_shutdown)
     ucfg = uvicorn.Config(
         app,
         host=config.host,
@@ -91,9 +105,20 @@ def serve(
     meter: Meter | None = None,
     prefix_provider: PrefixProvider | None = None,
 ) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn handles them; the engine thread stops with the app)."""
-    engine = build_engine(config, meter=meter, prefix_provider=prefix_provider)
-    server = _uvicorn(engine, config, config.port)
+    """Load the model and serve until SIGINT/SIGTERM (see ``serve_engine``)."""
+    serve_engine(build_engine(config, meter=meter, prefix_provider=prefix_provider), config)
+
+
+def serve_engine(
+    engine: Engine, config: ServeConfig, *, on_shutdown: Sequence[Callable[[], None]] = ()
+) -> None:
+    """Serve ``engine`` on ``config.host:config.port`` in this thread until SIGINT/SIGTERM.
+
+    uvicorn turns the signal into a graceful shutdown (open streams get 5 s); the app's
+    shutdown stops the engine thread and runs ``on_shutdown``; uvicorn then re-raises the
+    signal, so the process ends the way the signal asks (exit status 128 + signal number).
+    """
+    server = _uvicorn(engine, config, config.port, on_shutdown)
     try:
         server.run()
     finally:

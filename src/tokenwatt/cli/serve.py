@@ -1,0 +1,148 @@
+"""`tokenwatt serve`: the reference engine behind an OpenAI-compatible HTTP API.
+
+A thin layer over ``tokenwatt.engine.server.serve_engine``: resolves the model, meters and
+the optional warehouse once, prints where it listens, and serves until SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import typer
+
+from tokenwatt.cli._common import console, user_errors
+from tokenwatt.energy.combined import CombinedMeter
+from tokenwatt.energy.detect import CpuModelChoice, probe_meters
+from tokenwatt.energy.meter import Meter
+from tokenwatt.engine.config import EngineConfig
+from tokenwatt.engine.engine import Engine
+from tokenwatt.engine.kv import PrefixProvider
+from tokenwatt.engine.model import PRESETS, LoadedModel, load_model
+from tokenwatt.engine.server.run import ServeConfig, serve_engine
+from tokenwatt.errors import ConfigError
+
+__all__ = ["parse_meters", "register", "serve"]
+
+_BACKENDS = ("nvml", "rapl", "cpu-model")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to ``app``."""
+    app.command("serve")(serve)
+
+
+def serve(
+    model: str = typer.Option(
+        "tiny", "--model", "-m", help=f"Preset ({', '.join(PRESETS)}) or a local HF checkpoint dir."
+    ),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = typer.Option(8000, "--port", "-p", help="TCP port."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    seed: int = typer.Option(0, "--seed", help="Weight seed of preset models."),
+    served_model_name: str | None = typer.Option(
+        None,
+        "--served-model-name",
+        help="Name clients pass as `model` (default: the --model value).",
+    ),
+    max_batch: int = typer.Option(64, "--max-batch", help="Most requests in a step."),
+    max_step_tokens: int = typer.Option(1024, "--max-step-tokens", help="Token budget per step."),
+    kv_capacity_tokens: int = typer.Option(
+        1 << 20, "--kv-capacity-tokens", help="Most KV positions reserved at once."
+    ),
+    max_queue: int = typer.Option(
+        1024, "--max-queue", help="Most waiting requests; beyond it clients get 429."
+    ),
+    block_tokens: int = typer.Option(16, "--block-tokens", help="Tokens per warehouse block."),
+    torch_threads: int = typer.Option(
+        0,
+        "--torch-threads",
+        help="Torch CPU threads; 0: 1 on CPU (fastest for small models on a shared CPU), "
+        "torch's default on GPU.",
+    ),
+    meters: str = typer.Option(
+        "auto", "--meters", help="auto, none, or a comma list of nvml, rapl, cpu-model."
+    ),
+    warehouse: str | None = typer.Option(
+        None,
+        "--warehouse",
+        help="Token warehouse tiers, e.g. dram=2GiB,disk=/tmp/tw,redis=redis://host:6379.",
+    ),
+) -> None:
+    """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions,
+    /v1/models, /v1/tenants, /health, /metrics). Stops cleanly on Ctrl-C or SIGTERM."""
+    with user_errors():
+        config = ServeConfig(
+            model=model,
+            host=host,
+            port=port,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            served_model_name=served_model_name,
+            engine=EngineConfig(
+                max_batch=max_batch,
+                max_step_tokens=max_step_tokens,
+                kv_capacity_tokens=kv_capacity_tokens,
+                max_queue=max_queue,
+                block_tokens=block_tokens,
+            ),
+        )
+        meter = parse_meters(meters)
+        loaded = load_model(model, device=device, dtype=dtype, seed=seed)
+        threads = torch_threads or (1 if loaded.device.type == "cpu" else None)
+        engine_config = replace(config.engine, torch_threads=threads)
+        provider = _warehouse(warehouse, loaded, block_tokens, meter)
+        engine = Engine(loaded, engine_config, meter=meter, prefix_provider=provider)
+    components = meter.components if meter else ()
+    sources = ", ".join(f"{c.name} ({c.source}, {c.scope})" for c in components) or "none"
+    console.print(
+        f"serving [bold]{config.served_model_name or model}[/] ({loaded.fingerprint}) on "
+        f"{loaded.device} at http://{host}:{port}/v1\n"
+        f"energy meters: {sources}\nwarehouse: {warehouse or 'off'}",
+        highlight=False,
+    )
+    hooks = [h for h in (getattr(provider, "close", None), meter.close if meter else None) if h]
+    serve_engine(engine, config, on_shutdown=hooks)
+
+
+def parse_meters(value: str) -> Meter | None:
+    """``auto`` (every back-end found), ``none``, or a comma list of back-ends; one meter."""
+    value = value.strip()
+    if value == "none":
+        return None
+    cpu_model: CpuModelChoice = "auto"
+    if value == "auto":
+        nvml, rapl = True, True
+    else:
+        names = {n.strip() for n in value.split(",") if n.strip()}
+        unknown = sorted(names - set(_BACKENDS))
+        if unknown or not names:
+            raise ConfigError(
+                f"unknown meter(s) {', '.join(unknown) or value!r}; "
+                f"use auto, none or a comma list of {', '.join(_BACKENDS)}"
+            )
+        cpu_model = "always" if "cpu-model" in names else "never"
+        nvml, rapl = "nvml" in names, "rapl" in names
+    probe = probe_meters(
+        nvml=nvml,
+        rapl=rapl,
+        cpu_model=cpu_model,
+        visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        cpu_mode="process",
+    )
+    if not probe.meters:
+        reasons = "; ".join(f"{k}: {v}" for k, v in probe.skipped.items())
+        raise ConfigError(f"no energy meter available ({reasons}); use --meters none or cpu-model")
+    return probe.meters[0] if len(probe.meters) == 1 else CombinedMeter(probe.meters)
+
+
+def _warehouse(
+    spec: str | None, loaded: LoadedModel, block_tokens: int, meter: Meter | None
+) -> PrefixProvider | None:
+    if not spec:
+        return None
+    from tokenwatt.warehouse.engine_adapter import build_prefix_provider
+
+    return build_prefix_provider(spec, loaded, block_tokens=block_tokens, meter=meter)

@@ -1,0 +1,105 @@
+"""`tokenwatt serve`: options, clear errors, and a live run stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tokenwatt.cli.main import app
+from tokenwatt.cli.serve import parse_meters
+from tokenwatt.engine.server import free_port
+from tokenwatt.errors import ConfigError
+
+
+def test_help_lists_the_options() -> None:
+    """`serve --help` documents model, port, batching and meters."""
+    result = CliRunner().invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--model", "--port", "--max-batch", "--meters", "--warehouse"):
+        assert option in result.output
+
+
+def test_missing_model_path_is_a_clear_error(tmp_path: Path) -> None:
+    """A model path that does not exist exits 2 with a message, no traceback."""
+    result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "none")])
+    assert result.exit_code == 2
+    assert "neither a preset" in " ".join(result.output.split())  # rich wraps long lines
+    assert "Traceback" not in result.output
+
+
+def test_bad_dtype_is_a_clear_error() -> None:
+    """An unknown dtype exits 2 naming the accepted ones."""
+    result = CliRunner().invoke(app, ["serve", "--dtype", "int3", "--meters", "none"])
+    assert result.exit_code == 2
+    assert "float32" in result.output
+
+
+def test_unknown_meter_is_a_config_error() -> None:
+    """--meters with an unknown back-end names the valid ones."""
+    with pytest.raises(ConfigError, match="nvml, rapl, cpu-model"):
+        parse_meters("geiger")
+
+
+def test_meters_none_means_no_meter() -> None:
+    """--meters none disables energy attribution."""
+    assert parse_meters("none") is None
+
+
+def test_cpu_model_meter_is_estimated() -> None:
+    """--meters cpu-model gives the estimated CPU model of this process."""
+    meter = parse_meters("cpu-model")
+    assert meter is not None
+    assert [(c.source, c.scope) for c in meter.components] == [("estimated:cpu-model", "cpu")]
+    meter.close()
+
+
+@pytest.mark.slow
+def test_serve_answers_then_stops_on_sigterm() -> None:
+    """A real `tokenwatt serve` answers, then ends cleanly (no traceback) soon after SIGTERM."""
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-c",
+        "from tokenwatt.cli.main import main; main()",
+        "serve",
+        "--port",
+        str(port),
+        "--device",
+        "cpu",
+        "--meters",
+        "cpu-model",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.2)
+        body = {"model": "tiny", "prompt": "hi", "max_tokens": 3, "ignore_eos": True}
+        r = httpx.post(url + "/v1/completions", json=body, timeout=30)
+        assert r.json()["usage"]["energy"]["source"] == "estimated:cpu-model"
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises SIGTERM: the conventional status.
+        assert proc.wait(timeout=20) == -signal.SIGTERM
+        output = proc.stdout.read().decode() if proc.stdout else ""
+        assert "Traceback" not in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
