@@ -151,16 +151,16 @@ class PrometheusSource:
         present |= {f"{f.name}_total" for f in families if f.type == "counter"}
         chosen = next((n for n in self._counters if n in present), None)
         if chosen is None:
-            names = ", ".join(self._counters)
+            wanted = ", ".join(self._counters)
             raise MeterError(
-                f"{self.url} exports none of the energy counters {names}; "
+                f"{self.url} exports none of the energy counters {wanted}; "
                 "use local meters (--energy local) or no energy (--energy none)"
             )
         for family in families:
             for sample in family.samples:
                 # The parser appends _total to counters declared without it (DCGM's).
-                names = (sample.name, family.name, f"{family.name}_total")
-                metric = next((n for n in names if n in self._counters), None)
+                aliases = (sample.name, family.name, f"{family.name}_total")
+                metric = next((n for n in aliases if n in self._counters), None)
                 if metric is None or metric != chosen or sample.name.endswith("_created"):
                     continue
                 spec = self._counters[metric]
