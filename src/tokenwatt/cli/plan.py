@@ -291,6 +291,9 @@ def calibrate_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     meter: bool = typer.Option(True, "--meter/--no-meter", help="Measure power with meters."),
     quick: bool = typer.Option(False, "--quick", help="Fewer sizes and repeats (a smoke run)."),
+    threads: int | None = typer.Option(
+        None, "--threads", help="torch threads (1 is steadiest on a shared CPU)."
+    ),
 ) -> None:
     """Profile the reference engine in process (step times, power) into a profile file."""
     from tokenwatt.energy import CombinedMeter, detect_meters
@@ -309,6 +312,12 @@ def calibrate_cmd(
             if quick
             else CalibrationSpec()
         )
+        if threads is not None:
+            import torch
+
+            if threads < 1:
+                raise ConfigError(f"--threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
         loaded = load_model(model, device=device)
         engine_cfg = EngineConfig(
             max_batch=max(spec.decode_batches), max_step_tokens=max(spec.prefill_tokens)

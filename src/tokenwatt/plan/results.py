@@ -66,6 +66,8 @@ class PlanResult:
     """Requests dropped, by reason."""
     duration_s: float = 0.0
     """Simulated seconds from 0 to the end of the last request (or tick)."""
+    last_completion_s: float = 0.0
+    """Simulated time the last request finished (the makespan from time 0)."""
     slo_attainment: float = 0.0
     """Fraction of arrived requests that finished within the SLO (drops count as misses)."""
     goodput_rps: float = 0.0
@@ -189,6 +191,7 @@ def build_result(sim: Simulation, end_s: float, wall_s: float) -> PlanResult:
         completed=m.completed,
         dropped=dict(m.dropped),
         duration_s=end_s,
+        last_completion_s=m.last_completion_s,
         slo_attainment=m.slo_met / m.arrived if m.arrived else 0.0,
         goodput_rps=m.slo_met / duration,
         goodput_tokens_per_s=m.slo_output_tokens / duration,
