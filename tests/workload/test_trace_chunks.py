@@ -53,3 +53,20 @@ def test_counts_up_to_15_digits_are_exact() -> None:
     assert chunk is not None
     assert chunk[1].tolist() == [123456789012345]
     assert _azure_block("2023-11-16 18:15:46.5,1234567890123456,7\n") is None
+
+
+def test_block_parser_agrees_with_the_row_parser_on_a_real_sample() -> None:
+    """On 40 real Azure rows both parsers give the same times (to 1 us) and counts."""
+    from pathlib import Path
+
+    from tokenwatt.workload._trace_chunks import _rowwise
+
+    path = (
+        Path(__file__).resolve().parents[1] / "fixtures" / "traces" / "azure_2023_conv_head40.csv"
+    )
+    header, *lines = path.read_text().splitlines(keepends=True)
+    fast = _azure_block("".join(lines))
+    slow = _rowwise("azure", header, lines, lambda reason: None)
+    assert fast is not None
+    assert fast[0].tolist() == pytest.approx(slow[0].tolist(), abs=1e-6)
+    assert (fast[1].tolist(), fast[2].tolist()) == (slow[1].tolist(), slow[2].tolist())

@@ -346,3 +346,13 @@ def test_directory_is_not_a_trace(tmp_path: Path) -> None:
     """A directory path raises TraceError saying it is a directory."""
     with pytest.raises(TraceError, match="is a directory"):
         open_trace(tmp_path)
+
+
+def test_request_count_tracks_what_was_consumed() -> None:
+    """Mid-pass, stats count the requests handed out so far, not the chunk parsed ahead."""
+    import itertools
+
+    reader = open_trace(AZURE)
+    taken = list(itertools.islice(iter(reader), 10))
+    assert reader.stats.requests == 10
+    assert reader.stats.last_arrival_s == taken[-1].arrival_s

@@ -40,6 +40,8 @@ TraceFormat = Literal["azure", "burstgpt", "mooncake"]
 ``mooncake``: Mooncake JSONL (timestamp in ms, input_length, output_length, hash_ids)."""
 
 TRACE_FORMATS: tuple[str, ...] = get_args(TraceFormat)
+_REQUEST_CHUNK_ROWS = 4096
+"""Rows per column chunk when iterating Azure Requests (bounds how far skip counts run ahead)."""
 MOONCAKE_BLOCK_TOKENS = 512
 """Tokens per Mooncake ``hash_ids`` block (FAST'25 release)."""
 
@@ -204,6 +206,8 @@ class TraceReader:
         self._skipped[reason] = self._skipped.get(reason, 0) + 1
 
     def __iter__(self) -> Iterator[Request]:
+        if self.format == "azure":
+            return self._pass(self._azure_requests)
         return self._pass(self._requests_from)
 
     def columns(self, chunk_rows: int = 65536) -> Iterator[TraceColumns]:
@@ -293,6 +297,25 @@ class TraceReader:
         self._requests += len(arrival)
         self._last_arrival_s = float(arrival[-1])
         return TraceColumns(arrival, inp, out, first)
+
+    def _azure_requests(self, fh: TextIO) -> Iterator[Request]:
+        # Azure rows carry no session or block ids, so Requests can come from the vectorised
+        # column parser: a third less CPU per row than csv + fromisoformat. Skip counts of a pass
+        # abandoned midway may run up to one chunk ahead; the request count never does.
+        for chunk in self._columns_from(fh, _REQUEST_CHUNK_ROWS):
+            first = chunk.first_index
+            rows = zip(
+                chunk.arrival_s.tolist(),
+                chunk.input_tokens.tolist(),
+                chunk.output_tokens.tolist(),
+                strict=True,
+            )
+            for k, (arrival, inp, out) in enumerate(rows, first):
+                self._requests = k + 1
+                self._last_arrival_s = arrival
+                yield Request(
+                    request_id=f"azure-{k}", arrival_s=arrival, input_tokens=inp, output_tokens=out
+                )
 
     def _requests_from(self, lines: Iterator[str]) -> Iterator[Request]:
         opts = self.options
