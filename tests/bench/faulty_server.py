@@ -42,6 +42,8 @@ class FaultyServer:
     """Energy the /metrics counters add per token sent."""
     port: int = 0
     """Port to bind (0: pick a free one)."""
+    stamp_text: bool = False
+    """Send each token's ``t_send`` as its text, so any harness can measure its timing error."""
     requests_seen: int = 0
     """Completion requests read so far."""
     tokens_sent: int = 0
@@ -111,6 +113,10 @@ class FaultyServer:
         if method == "GET" and path == "/metrics":
             await _respond(writer, 200, self.metrics_text(), "text/plain; version=0.0.4")
             return True
+        if method == "GET" and path == "/v1/models":
+            models = {"object": "list", "data": [{"id": "faulty", "object": "model"}]}
+            await _respond(writer, 200, json.dumps(models), "application/json")
+            return True
         if method == "GET" and path == "/health":
             await _respond(writer, 200, "ok", "text/plain")
             return True
@@ -152,10 +158,11 @@ class FaultyServer:
             if delay > 0:
                 await asyncio.sleep(delay)
             t_send = time.perf_counter()
+            text = f" {t_send:.7f}" if self.stamp_text else "tok"
             if chat:
-                choice: dict[str, object] = {"index": 0, "delta": {"content": "tok"}}
+                choice: dict[str, object] = {"index": 0, "delta": {"content": text}}
             else:
-                choice = {"index": 0, "text": "tok", "finish_reason": None}
+                choice = {"index": 0, "text": text, "finish_reason": None}
             event = {"object": "chunk", "choices": [choice], "t_send": t_send, "i": i}
             _chunk(writer, b"data: " + json.dumps(event).encode() + b"\n\n")
             self.tokens_sent += 1
@@ -213,7 +220,12 @@ async def _respond(
 
 
 async def _main(args: argparse.Namespace) -> None:
-    server = FaultyServer(ttft_s=args.ttft_ms / 1000, itl_s=args.itl_ms / 1000, port=args.port)
+    server = FaultyServer(
+        ttft_s=args.ttft_ms / 1000,
+        itl_s=args.itl_ms / 1000,
+        port=args.port,
+        stamp_text=args.stamp_text,
+    )
     await server.start()
     print(f"listening {server.url}", flush=True)
     await asyncio.Event().wait()
@@ -249,5 +261,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--ttft-ms", type=float, default=0.0)
     parser.add_argument("--itl-ms", type=float, default=0.0)
+    parser.add_argument("--stamp-text", action="store_true", help="token text = send time")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(parser.parse_args()))

@@ -143,6 +143,9 @@ class OpenAIClient:
             cfg = self.config
             self._http = httpx.AsyncClient(
                 transport=self._transport,
+                # Loading CA certificates blocks the event loop for ~0.1 s on first use: only
+                # pay it where TLS is used (a stall there would delay the first sends).
+                verify=cfg.base_url.startswith("https://"),
                 timeout=httpx.Timeout(
                     connect=cfg.connect_timeout_s, read=cfg.stall_timeout_s, write=30.0, pool=None
                 ),
