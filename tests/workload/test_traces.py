@@ -356,3 +356,16 @@ def test_request_count_tracks_what_was_consumed() -> None:
     taken = list(itertools.islice(iter(reader), 10))
     assert reader.stats.requests == 10
     assert reader.stats.last_arrival_s == taken[-1].arrival_s
+
+
+def test_mooncake_non_integer_hash_ids_are_malformed(tmp_path: Path) -> None:
+    """A line whose hash_ids hold a string or a float is skipped as malformed."""
+    p = tmp_path / "m.jsonl"
+    p.write_text(
+        '{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": [1, "2"]}\n'
+        '{"timestamp": 1, "input_length": 5, "output_length": 1, "hash_ids": [1, 2.5]}\n'
+        '{"timestamp": 2, "input_length": 5, "output_length": 1, "hash_ids": [1, 2]}\n'
+    )
+    reader = open_trace(p)
+    assert [r.prefix_block_ids for r in reader] == [(1, 2)]
+    assert reader.stats.skipped == {"malformed": 2}
