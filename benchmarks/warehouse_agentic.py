@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from tokenwatt.energy import CombinedMeter, detect_meters
 from tokenwatt.energy.meter import Meter
 from tokenwatt.engine.config import EngineConfig
@@ -91,7 +93,14 @@ def main() -> None:
     parser.add_argument("--block-tokens", type=int, default=16)
     parser.add_argument("--tier", choices=["dram", "disk"], default="dram")
     parser.add_argument("--threshold", type=int, default=4096, help="cached tokens for the claim")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1 keeps CPU-time energy estimates free of OpenMP spin on a busy host)",
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     model: LoadedModel = load_model(args.model, device="cpu")
     meter = CombinedMeter(detect_meters(nvml=False))
@@ -114,7 +123,10 @@ def main() -> None:
         max_context_tokens=args.max_context,
         block_tokens=args.block_tokens,
     )
-    print(f"model={args.model} tier={args.tier} block_tokens={args.block_tokens} meter={labels}")
+    print(
+        f"model={args.model} tier={args.tier} block_tokens={args.block_tokens} "
+        f"threads={args.threads} meter={labels}"
+    )
     print(f"{'turn':>6} {'prompt':>6} {'cached':>6} {'ttft_off_s':>10} {'ttft_on_s':>9} "
           f"{'x':>6} {'J_off':>7} {'J_on':>7} {'saved':>6}")  # fmt: skip
     rows: list[tuple[int, TurnResult, TurnResult]] = []
