@@ -120,14 +120,17 @@ class RedisTier(TierBase):
             yield raw[start:]
 
     def usage(self) -> TierUsage:
-        client = self._redis()
         blocks = 0
         used = 0
-        for key in self.iter_keys():
-            size = client.strlen(self._k(key))
-            if size:
-                blocks += 1
-                used += int(size)
+        keys = list(self.iter_keys())
+        for start in range(0, len(keys), 1000):  # one round trip per thousand keys
+            pipe = self._redis().pipeline(transaction=False)
+            for key in keys[start : start + 1000]:
+                pipe.strlen(self._k(key))
+            for size in pipe.execute():
+                if size:
+                    blocks += 1
+                    used += int(size)
         return TierUsage(blocks, used, None)
 
     def clear(self) -> int:
