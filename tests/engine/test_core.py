@@ -220,3 +220,13 @@ def test_mismatched_prefix_is_a_miss(tiny: LoadedModel) -> None:
     core = EngineCore(tiny, prefix_provider=Wrong())
     core.add_request("r", tiny.tokenizer.encode("z" * 40), GREEDY)
     assert _run(core)["r"].cached_tokens == 0
+
+
+def test_profile_step_times_prefill_and_decode(tiny: LoadedModel) -> None:
+    """profile_step returns positive seconds and leaves the engine's KV untouched."""
+    core = EngineCore(tiny)
+    assert core.runner.profile_step(prefill_tokens=32, repeats=1) > 0
+    assert core.runner.profile_step(decode_batch=4, context_tokens=16, repeats=1) > 0
+    assert core.kv.usage().requests == 0
+    with pytest.raises(ValueError, match="prefill_tokens > 0 or decode_batch > 0"):
+        core.runner.profile_step()

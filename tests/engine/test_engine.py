@@ -96,3 +96,23 @@ def test_submit_before_start_is_refused(tiny: LoadedModel) -> None:
     """An engine that was never started refuses work instead of hanging."""
     with pytest.raises(EngineOverloadedError, match="not running"):
         Engine(tiny).submit("x", GREEDY, lambda o: None)
+
+
+def test_engine_fault_fails_requests_instead_of_hanging(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If a step raises unexpectedly, its requests finish with error and the engine lives on."""
+    with Engine(tiny) as eng:
+        real_step = eng.core.step
+        calls = {"n": 0}
+
+        def broken_step() -> list[RequestOutput]:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise RuntimeError("boom")
+            return real_step()
+
+        monkeypatch.setattr(eng.core, "step", broken_step)
+        c = eng.generate("x", GREEDY, timeout_s=30)
+        assert (c.finish_reason, c.error) == ("error", "RuntimeError: boom")
+        assert eng.generate("x", GREEDY, timeout_s=30).finish_reason == "length"

@@ -107,6 +107,16 @@ class EngineCore:
         req.finish_reason = "abort"
         return self._finish(req)
 
+    def fail_all(self, message: str) -> list[RequestOutput]:
+        """Finish every request with ``error`` (after an unexpected engine fault)."""
+        outputs = []
+        for rid in list(self.requests):
+            req = self.scheduler.remove(rid) or self.requests[rid]
+            req.finish_reason = "error"
+            req.status = RequestStatus.WAITING  # its cache is suspect: do not publish it
+            outputs.append(self._finish(req, error=message))
+        return outputs
+
     def has_unfinished(self) -> bool:
         """True while any request waits or runs."""
         return self.scheduler.has_work()

@@ -316,7 +316,11 @@ class Engine:
                     if out is not None:
                         outputs.append(out)
             else:
-                outputs.extend(core.step())
+                try:
+                    outputs.extend(core.step())
+                except Exception as exc:  # a bug must fail requests, never hang them
+                    log.exception("engine step raised; failing all requests")
+                    outputs.extend(core.fail_all(f"{type(exc).__name__}: {exc}"))
             # Refresh the snapshot first: whoever sees an output also sees the state after it.
             with self._cond:
                 self._stats = EngineStats(
