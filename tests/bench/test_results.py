@@ -93,3 +93,21 @@ def test_load_result_rejects_other_json(tmp_path: Path) -> None:
         load_result(path)
     with pytest.raises(ConfigError, match="not found"):
         load_result(tmp_path / "missing.json")
+
+
+async def test_cancelled_run_returns_a_partial_result() -> None:
+    """Cancelling run_bench mid-run (Ctrl-C) returns a result marked interrupted that keeps
+    the finished requests and records the in-flight ones as 'cancelled'."""
+    import asyncio
+
+    reqs = [Request(f"r{i}", output_tokens=2) for i in range(1000)]
+    runner = LoadRunner(FunctionClient.scripted(ttft_s=0.01), reqs, ClosedLoop(2))
+    task = asyncio.ensure_future(run_bench(runner))
+    while len(runner.records) < 4:
+        await asyncio.sleep(0.005)
+    task.cancel()
+    result = await task
+    assert result.interrupted is True
+    kinds = {r.error for r in result.records}
+    assert None in kinds and kinds <= {None, "cancelled"}
+    assert 4 <= len(result.records) < 1000

@@ -53,3 +53,29 @@ def test_missing_trace_is_a_trace_error(tmp_path: Path) -> None:
     """A trace path that does not exist is a TraceError."""
     with pytest.raises(TraceError):
         build_workload(WorkloadOptions("trace", trace=tmp_path / "none.csv"))
+
+
+def test_byte_tokenizer_gives_exact_prompt_lengths() -> None:
+    """With tokenwatt serve's byte tokenizer, every prompt encodes to exactly input_tokens."""
+    from tokenwatt.engine.tokenizer import ByteTokenizer
+
+    opts = WorkloadOptions("prefix-share", num_requests=5, max_input_tokens=64, tokenizer="bytes")
+    workload = build_workload(opts)
+    for r in workload.requests:
+        assert r.prompt is not None
+        assert len(ByteTokenizer().encode(r.prompt)) == r.input_tokens
+    assert workload.stats()["token_counts"] == "exact"
+
+
+def test_without_tokenizer_counts_are_stated_as_approximate() -> None:
+    """No tokenizer: prompts are filled and the stats say the counts are approximate."""
+    workload = build_workload(WorkloadOptions("chat", num_requests=2))
+    assert all(r.prompt for r in workload.requests)
+    assert workload.stats()["token_counts"].startswith("approximate")
+
+
+def test_salt_changes_every_prompt() -> None:
+    """Two salts give different prompts for the same requests."""
+    a = build_workload(WorkloadOptions("chat", num_requests=2, salt="a")).requests
+    b = build_workload(WorkloadOptions("chat", num_requests=2, salt="b")).requests
+    assert [r.prompt for r in a] != [r.prompt for r in b]

@@ -12,7 +12,9 @@ from typing import Any
 
 from tokenwatt.errors import ConfigError
 from tokenwatt.workload.agentic import AgenticSpec
+from tokenwatt.workload.prompts import PromptSynthesizer
 from tokenwatt.workload.synthetic import generate, workload_spec
+from tokenwatt.workload.tokenizer import load_tokenizer
 from tokenwatt.workload.traces import TraceOptions, open_trace
 from tokenwatt.workload.types import Request
 
@@ -56,6 +58,11 @@ class WorkloadOptions:
     """Clamp prompts to this many tokens (to fit a small model's context)."""
     max_output_tokens: int | None = None
     """Clamp answers to this many tokens."""
+    tokenizer: str | None = None
+    """The endpoint's tokenizer for exact prompt lengths: ``bytes`` (tokenwatt serve's preset
+    models) or a local Hugging Face tokenizer directory; None: about one token per word."""
+    salt: str = ""
+    """Mixed into every prompt so a prefix cache cannot reuse another run's prompts."""
 
     def __post_init__(self) -> None:
         if self.name not in BENCH_WORKLOADS:
@@ -95,12 +102,26 @@ def _clamp(requests: Iterable[Request], opts: WorkloadOptions) -> Iterator[Reque
         )
 
 
+def _synthesizer(opts: WorkloadOptions) -> PromptSynthesizer:
+    if opts.tokenizer is None:
+        return PromptSynthesizer(salt=opts.salt)
+    if opts.tokenizer == "bytes":
+        # Imported here: the engine package pulls in torch, which only this choice needs.
+        from tokenwatt.engine.tokenizer import ByteTokenizer
+
+        return PromptSynthesizer(ByteTokenizer(), salt=opts.salt)
+    return PromptSynthesizer(load_tokenizer(opts.tokenizer), salt=opts.salt)
+
+
 def build_workload(opts: WorkloadOptions) -> BenchWorkload:
-    """The requests of a named workload.
+    """The requests of a named workload, prompts filled in (shared exactly where their prefix
+    block ids say, unique elsewhere).
 
     Raises:
-        ConfigError: bad options. TraceError: missing or unreadable trace.
+        ConfigError: bad options. TraceError: missing or unreadable trace. ModelError: a
+            tokenizer directory that cannot be read.
     """
+    synth = _synthesizer(opts)
     if opts.name == "trace":
         assert opts.trace is not None
         options = TraceOptions(
@@ -118,10 +139,10 @@ def build_workload(opts: WorkloadOptions) -> BenchWorkload:
                 "rows": s.rows,
                 "requests": s.requests,
                 "skipped": dict(s.skipped),
-                "token_counts": TOKEN_NOTE,
+                "token_counts": synth.token_counts,
             }
 
-        return BenchWorkload(reader, trace_stats)
+        return BenchWorkload(map(synth.for_request, reader), trace_stats)
     overrides: dict[str, Any] = {"seed": opts.seed}
     if opts.name == "agentic":
         overrides.update(num_sessions=opts.sessions, turns=opts.turns)
@@ -130,7 +151,7 @@ def build_workload(opts: WorkloadOptions) -> BenchWorkload:
         if opts.prefix_share is not None:
             overrides["prefix_share"] = opts.prefix_share
     spec = workload_spec(_SYNTHETIC[opts.name], **overrides)
-    requests = list(_clamp(generate(spec), opts))
+    requests = [synth.for_request(r) for r in _clamp(generate(spec), opts)]
     kind = "sessions" if isinstance(spec, AgenticSpec) else "requests"
     summary = {"workload": opts.name, "requests": len(requests), "kind": kind}
-    return BenchWorkload(requests, lambda: {**summary, "token_counts": TOKEN_NOTE})
+    return BenchWorkload(requests, lambda: {**summary, "token_counts": synth.token_counts})

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -289,6 +290,12 @@ def run(
     max_output_tokens: int | None = typer.Option(
         None, "--max-output-tokens", help="Clamp answers."
     ),
+    tokenizer: str | None = typer.Option(
+        None,
+        "--tokenizer",
+        help="Endpoint tokenizer for exact prompt lengths: 'bytes' (tokenwatt serve presets) or "
+        "a local tokenizer directory. Default: about one token per word (stated in results).",
+    ),
     sessions: int = typer.Option(8, "--sessions", help="Agentic sessions."),
     turns: int = typer.Option(10, "--turns", help="Turns per agentic session."),
     seed: int = typer.Option(0, "--seed", help="Workload and arrival seed."),
@@ -317,15 +324,17 @@ def run(
         shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
         extra = 0 if workload == "agentic" else warmup
         wl = WorkloadOptions(
-            workload,
-            num_requests + extra,
-            seed,
-            trace,
-            sessions,
-            turns,
-            None,
-            max_input_tokens,
-            max_output_tokens,
+            name=workload,
+            num_requests=num_requests + extra,
+            seed=seed,
+            trace=trace,
+            sessions=sessions,
+            turns=turns,
+            max_input_tokens=max_input_tokens,
+            max_output_tokens=max_output_tokens,
+            tokenizer=tokenizer,
+            # A fresh salt per run: a server's prefix cache cannot reuse an earlier run's prompts.
+            salt=secrets.token_hex(4),
         )
         limits = RunLimits(
             max_requests=None if workload == "agentic" else num_requests,
