@@ -99,3 +99,26 @@ def test_empty_sessions_are_rejected() -> None:
     """A session without turns raises ConfigError."""
     with pytest.raises(ConfigError, match="at least one request"):
         SessionState.from_requests([], PromptSynthesizer())
+
+
+def test_agentic_states_give_one_state_per_session() -> None:
+    """agentic_states yields num_sessions states with the spec's turns."""
+    from tokenwatt.workload.sessions import agentic_states
+
+    spec = AgenticSpec(num_sessions=3, turns=2, system_prefix_tokens=32)
+    states = list(agentic_states(spec, PromptSynthesizer(ByteTokenizer())))
+    assert [s.session_id for s in states] == ["agentic-0", "agentic-1", "agentic-2"]
+    assert all(len(s.turns) == 2 for s in states)
+
+
+def test_states_from_requests_group_by_session_id() -> None:
+    """Requests group by session id in first-seen order; lone requests are one-turn sessions."""
+    from tokenwatt.workload.sessions import states_from_requests
+
+    reqs = [
+        Request("a0", session_id="a", turn=0),
+        Request("x", session_id=None),
+        Request("a1", session_id="a", turn=1),
+    ]
+    states = states_from_requests(reqs, PromptSynthesizer())
+    assert [(s.session_id, len(s.turns)) for s in states] == [("a", 2), ("x", 1)]

@@ -16,7 +16,13 @@ from tokenwatt.workload.prompts import (
     Tokenizer,
     WordTokenizer,
 )
-from tokenwatt.workload.sessions import ChatMessage, SessionState, SessionTurn
+from tokenwatt.workload.sessions import (
+    ChatMessage,
+    SessionState,
+    SessionTurn,
+    agentic_states,
+    states_from_requests,
+)
 from tokenwatt.workload.synthetic import (
     WORKLOAD_NAMES,
     SyntheticSpec,
@@ -62,6 +68,7 @@ __all__ = [
     "WordTokenizer",
     "agentic_requests",
     "agentic_sessions",
+    "agentic_states",
     "block_id",
     "detect_format",
     "generate",
@@ -69,6 +76,7 @@ __all__ = [
     "open_trace",
     "prefix_blocks",
     "split_block_id",
+    "states_from_requests",
     "synthetic_requests",
     "workload_spec",
 ]

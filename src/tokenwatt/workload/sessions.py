@@ -6,16 +6,16 @@ session's context grows by what was generated, not by what was planned.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tokenwatt.errors import ConfigError
-from tokenwatt.workload.agentic import SessionPlan
+from tokenwatt.workload.agentic import AgenticSpec, SessionPlan, agentic_sessions
 from tokenwatt.workload.blocks import SHARED, block_id
 from tokenwatt.workload.prompts import PromptSynthesizer
 from tokenwatt.workload.types import Request
 
-__all__ = ["ChatMessage", "SessionState", "SessionTurn"]
+__all__ = ["ChatMessage", "SessionState", "SessionTurn", "agentic_states", "states_from_requests"]
 
 ChatMessage = dict[str, str]
 """One OpenAI chat message: ``{"role": ..., "content": ...}``."""
@@ -151,3 +151,24 @@ class SessionState:
             tag, tag_tokens = "", 0
         body = synth.unique(turn.message_tokens - tag_tokens + synth.special_tokens, nonce)
         return {"role": role, "content": tag + body}
+
+
+def agentic_states(
+    spec: AgenticSpec, synth: PromptSynthesizer, tool_role: str = "user"
+) -> Iterator[SessionState]:
+    """One SessionState per session of an agentic spec, in start order."""
+    for plan in agentic_sessions(spec):
+        yield SessionState.from_plan(plan, synth, tool_role)
+
+
+def states_from_requests(
+    requests: Iterable[Request], synth: PromptSynthesizer
+) -> list[SessionState]:
+    """Trace requests grouped into sessions by ``session_id``, in order of first appearance.
+
+    A request without a session id is a session of one turn.
+    """
+    groups: dict[str, list[Request]] = {}
+    for r in requests:
+        groups.setdefault(r.session_id or f"\0{r.request_id}", []).append(r)
+    return [SessionState.from_requests(g, synth) for g in groups.values()]
