@@ -5,7 +5,11 @@ In the same run: (1) calibrate the tiny reference engine in process (``tokenwatt
 library call, with this machine's meters); (2) serve the same engine over HTTP and replay a Poisson
 workload with the bench client (exact prompt lengths, EOS ignored), metering the run; (3) simulate
 that workload with the calibrated profile (timing and power) on one replica with the engine's
-limits. Prints predicted, measured and their ratio for each figure.
+limits. Prints predicted, measured and their ratio for each figure. A per-request serving
+overhead (HTTP, tokenization: the time outside engine steps) is calibrated first from isolated
+requests. Energy is compared twice: with the engine thread's CPU time under the same CPU power
+model the calibration used (what the simulator models: engine steps), and with the whole process
+(the HTTP server and the load client share it, so the serving stack's cost shows as the gap).
 """
 
 from __future__ import annotations
@@ -18,18 +22,20 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import torch
 
 from tokenwatt.bench.client import ClientConfig, OpenAIClient
 from tokenwatt.bench.load import TraceReplay
 from tokenwatt.bench.runner import LoadRunner, RunLimits
-from tokenwatt.energy import CombinedMeter, detect_meters
+from tokenwatt.energy import CombinedMeter, CpuModelParams, detect_meters
 from tokenwatt.engine import Engine, EngineConfig, EngineCore, ServeConfig, load_model
 from tokenwatt.engine.server import start_server
 from tokenwatt.plan import (
     CalibrationSpec,
     EngineTarget,
     PlanConfig,
+    ProfileModel,
     ReplicaConfig,
     calibrate,
     simulate,
@@ -37,6 +43,19 @@ from tokenwatt.plan import (
 )
 from tokenwatt.workload import Request
 from tokenwatt.workload.prompts import PromptSynthesizer
+
+CPU_ACTIVE_W = CpuModelParams().active_w_per_core
+"""The CPU model's watts per busy logical CPU, applied to the engine thread's CPU time."""
+
+
+def thread_cpu_s(proc: psutil.Process, engine: Engine) -> float:
+    """CPU seconds of the engine's own thread (the steps the simulator models)."""
+    thread = engine._thread
+    assert thread is not None and thread.native_id is not None
+    for t in proc.threads():
+        if t.id == thread.native_id:
+            return float(t.user_time + t.system_time)
+    raise RuntimeError("engine thread not found")
 
 
 def workload(n: int, rate: float, seed: int, synth: PromptSynthesizer) -> list[Request]:
@@ -57,6 +76,10 @@ def quantile(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
+def energy(meter: CombinedMeter | None) -> float:
+    return sum(meter.read().energy_j.values()) if meter else 0.0
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
@@ -64,63 +87,73 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=4.0, help="Poisson arrivals per second")
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=5, help="calibration passes (medians)")
     args = ap.parse_args()
 
     loaded = load_model(args.model, device="cpu")
-    # prefill in one step (as the simulator's prefill iterations), decode batches up to max_batch
-    # one torch thread: on a shared 2-core machine a second intra-op thread waits on a busy core
-    # and made step times vary 10x between identical steps
+    # Prefill in one step (as the simulator's prefill iterations). One torch thread: on a shared
+    # 2-core machine a second intra-op thread waits on a busy core, and identical steps varied 10x.
     engine_cfg = EngineConfig(max_batch=args.max_batch, max_step_tokens=4096, torch_threads=1)
     torch.set_num_threads(1)
     meters = detect_meters()
     meter = CombinedMeter(meters) if meters else None
     batches = tuple(b for b in (1, 2, 4, 8, 16, 32) if b <= args.max_batch)
-    spec = CalibrationSpec(prefill_tokens=(32, 128, 256, 1024), decode_batches=batches)
+    spec = CalibrationSpec(
+        prefill_tokens=(32, 128, 256, 1024), decode_batches=batches, rounds=args.rounds
+    )
     t0 = time.perf_counter()
     profile = calibrate(
         lambda: EngineTarget(EngineCore(loaded, engine_cfg)), spec, meter, args.model
     )
     calib_s = time.perf_counter() - t0
-    tmp = Path(tempfile.mkdtemp())
-    profile_path = tmp / "profile.json"
+    profile_path = Path(tempfile.mkdtemp()) / "profile.json"
     write_profile(profile, profile_path)
 
     synth = PromptSynthesizer(loaded.tokenizer, salt=str(time.time()))
     reqs = workload(args.requests, args.rate, args.seed, synth)
+    probes = [
+        Request(f"p{i}", 0.4 * i, 128, 1, prompt=synth.unique(128, f"p{i}")) for i in range(10)
+    ]
+    warm = [Request(f"w{i}", 0.0, 64, 8, prompt=synth.unique(64, f"w{i}")) for i in range(4)]
 
     engine = Engine(loaded, engine_cfg).start()
     server = start_server(engine, ServeConfig(model=args.model, port=0))
+    proc = psutil.Process()
+    marks: dict[str, float] = {}
+    client = OpenAIClient(ClientConfig(base_url=server.url, model=args.model, ignore_eos=True))
+    probe_run = LoadRunner(client, probes, TraceReplay(), RunLimits())
+    runner = LoadRunner(client, reqs, TraceReplay(), RunLimits())
+
+    async def run() -> None:
+        try:
+            # first requests pay one-off costs (HTTP connections, allocator growth)
+            await LoadRunner(client, warm, TraceReplay(), RunLimits()).run()
+            await probe_run.run()  # isolated requests: the serving overhead
+            marks.update(e0=energy(meter), cpu0=thread_cpu_s(proc, engine))
+            t = time.perf_counter()
+            await runner.run()
+            marks.update(wall=time.perf_counter() - t)
+            marks.update(e1=energy(meter), cpu1=thread_cpu_s(proc, engine))
+        finally:
+            await client.aclose()
+
     try:
-        client = OpenAIClient(ClientConfig(base_url=server.url, model=args.model, ignore_eos=True))
-        warm = [Request(f"w{i}", 0.0, 64, 8, prompt=synth.unique(64, f"w{i}")) for i in range(4)]
-        runner = LoadRunner(client, reqs, TraceReplay(), RunLimits())
-
-        async def run() -> None:
-            try:
-                # first requests pay one-off costs (HTTP connections, allocator growth)
-                await LoadRunner(client, warm, TraceReplay(), RunLimits()).run()
-                e_run[0] = sum(meter.read().energy_j.values()) if meter else 0.0
-                await runner.run()
-            finally:
-                await client.aclose()
-
-        e_run = [0.0]
-        w0 = time.perf_counter()
         asyncio.run(run())
-        wall = time.perf_counter() - w0
-        e1 = sum(meter.read().energy_j.values()) if meter else 0.0
-        e0 = e_run[0]
     finally:
         server.stop()
+
+    probe_ttft = [r.first_token_s - r.start_s for r in probe_run.records if r.first_token_s]
+    prefill_128 = ProfileModel.from_file(profile_path).prefill_s(128, 1)
+    overhead_s = max(0.0, statistics.median(probe_ttft) - prefill_128)
     records = [r for r in runner.records if r.ok and r.first_token_s is not None]
     ttfts = [r.first_token_s - r.start_s for r in records if r.first_token_s is not None]
-    out_tokens = sum(r.output_tokens for r in records)
     span = max(r.end_s for r in records) - min(r.start_s for r in records)
     measured = {
         "TTFT p50 (s)": quantile(ttfts, 0.5),
         "TTFT p99 (s)": quantile(ttfts, 0.99),
-        "output tokens/s": out_tokens / span,
-        "energy (J)": e1 - e0,
+        "output tokens/s": sum(r.output_tokens for r in records) / span,
+        "engine energy (J)": CPU_ACTIVE_W * (marks["cpu1"] - marks["cpu0"]),
+        "process energy (J)": marks["e1"] - marks["e0"],
     }
 
     cfg = PlanConfig(
@@ -132,33 +165,30 @@ def main() -> None:
             max_prefill_tokens=engine_cfg.max_step_tokens,
             kv_capacity_tokens=engine_cfg.kv_capacity_tokens,
             prefix_cache_tokens=0,
+            request_overhead_s=overhead_s,
         ),
     )
     res = simulate(cfg, reqs)
-    lat = res.latency_s
     predicted = {
-        "TTFT p50 (s)": lat["ttft_p50"],
-        "TTFT p99 (s)": lat["ttft_p99"],
+        "TTFT p50 (s)": res.latency_s["ttft_p50"],
+        "TTFT p99 (s)": res.latency_s["ttft_p99"],
         "output tokens/s": res.output_tokens / res.last_completion_s,
-        "energy (J)": res.energy_j,
+        "engine energy (J)": res.energy_j,
+        "process energy (J)": res.energy_j,
     }
+    sources = sorted({c.source for c in meter.components}) if meter else ["no meter"]
     print(
         f"model {args.model}: {len(records)}/{len(reqs)} requests ok, Poisson {args.rate}/s, "
-        f"max batch {args.max_batch}; calibration {calib_s:.1f} s; run {wall:.1f} s"
+        f"max batch {args.max_batch}; calibration {calib_s:.1f} s; run {marks['wall']:.1f} s"
     )
-    print(
-        f"energy: {res.energy_source}; measured with "
-        f"{', '.join(sorted({c.source for c in meter.components})) if meter else 'no meter'}"
-    )
+    print(f"serving overhead per request (isolated probes): {overhead_s * 1e3:.2f} ms")
+    print(f"predicted energy: {res.energy_source}; measured with {', '.join(sources)}")
     print(f"{'figure':18s} {'predicted':>10s} {'measured':>10s} {'ratio':>7s}")
-    for key in measured:
-        p, m = predicted[key], measured[key]
+    for key, m in measured.items():
+        p = predicted[key]
         ratio = p / m if m else float("nan")
-        flag = "ok" if abs(ratio - 1) <= 0.10 else "off"
+        flag = "within 10%" if abs(ratio - 1) <= 0.10 else "off"
         print(f"{key:18s} {p:10.4g} {m:10.4g} {ratio:7.3f} {flag}")
-    print(
-        f"median calibrated decode step: {statistics.median(d[1] for d in profile['decode']):.4f} s"
-    )
 
 
 if __name__ == "__main__":

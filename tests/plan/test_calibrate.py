@@ -35,11 +35,13 @@ class Clock:
 
 class FakeEngine:
     """Prefill: 1 ms + 10 us per token at 300 W; decode: 5 ms + 1 ms per request
-    + 1 us per context token at 200 W; idle 50 W. Prefill runs in one step."""
+    + 1 us per context token at 200 W; idle 50 W. Prefill runs in one step. ``slow``
+    multiplies every step time (a burst of load from elsewhere)."""
 
-    def __init__(self, clock: Clock, meter: FakeMeter) -> None:
+    def __init__(self, clock: Clock, meter: FakeMeter, slow: float = 1.0) -> None:
         self.clock = clock
         self.meter = meter
+        self.slow = slow
         self.new: list[tuple[int, int]] = []
         self.running: list[list[int]] = []  # [context, remaining]
 
@@ -47,8 +49,8 @@ class FakeEngine:
         self.new.append((prompt_tokens, max_tokens))
 
     def _spend(self, s: float, w: float) -> None:
-        self.clock.t += s
-        self.meter.joules += s * w
+        self.clock.t += s * self.slow
+        self.meter.joules += s * self.slow * w
 
     def step(self) -> int:
         if self.new:
@@ -132,10 +134,31 @@ def test_profile_without_meter_has_no_power(tmp_path: Path) -> None:
     assert json.loads(path.read_text())["name"] == "fake"
 
 
+def test_rounds_take_the_median_through_a_burst_of_load() -> None:
+    """With 3 rounds, one round slowed 10x does not move the profile."""
+    clock, m = _setup()
+    made = [0]
+    spec = CalibrationSpec(
+        prefill_tokens=(10, 100), decode_batches=(1, 4), long_context=116, rounds=3
+    )
+    per_round = len(spec.prefill_tokens) * spec.repeats + len(spec.decode_batches) + 1
+
+    def make() -> FakeEngine:
+        made[0] += 1
+        in_first_round = 1 < made[0] <= 1 + per_round  # target 1 is the warm-up
+        return FakeEngine(clock, m, slow=10.0 if in_first_round else 1.0)
+
+    profile = calibrate(make, spec, None, "fake", clock)
+    assert made[0] == 1 + 3 * per_round
+    assert profile["prefill"][1][1] == pytest.approx(0.001 + 1e-5 * 100)
+
+
 def test_bad_spec_is_refused() -> None:
     """Contradictory calibration sizes raise ConfigError."""
     with pytest.raises(ConfigError, match="short_context < long_context"):
         CalibrationSpec(short_context=64, long_context=32)
+    with pytest.raises(ConfigError, match="must increase"):
+        CalibrationSpec(decode_batches=(4, 2))
 
 
 @pytest.mark.slow

@@ -34,6 +34,14 @@ def test_single_request_hand_computed(constant_model: ConstantModel) -> None:
     assert res.latency_s["tpot_mean"] == pytest.approx(0.1)
 
 
+def test_request_overhead_adds_to_ttft(constant_model: ConstantModel) -> None:
+    """A per-request serving overhead delays scheduling and counts in TTFT and e2e."""
+    cfg = _one_replica(**{"replica.request_overhead_s": 0.25})
+    res = simulate(cfg, [Request("a", 0.0, 100, 11)], constant_model, FLAT_POWER)
+    assert res.latency_s["ttft_mean"] == pytest.approx(1.25)
+    assert res.latency_s["e2e_mean"] == pytest.approx(2.25)
+
+
 def test_arrival_during_prefill_waits_for_next_iteration(constant_model: ConstantModel) -> None:
     """A request arriving mid-prefill is prefilled at the next boundary, then both decode."""
     reqs = [Request("a", 0.0, 100, 11), Request("b", 0.5, 100, 11)]

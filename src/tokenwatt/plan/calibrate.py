@@ -7,6 +7,7 @@ extra decode time per token of context, and optionally power per phase; ``Profil
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -90,16 +91,21 @@ class CalibrationSpec:
     """Repeats of each prefill measurement (the median is kept)."""
     idle_s: float = 0.2
     """Seconds of idle power measured (only with a meter)."""
+    rounds: int = 1
+    """Full passes over every point; each keeps its median across passes, which rides out
+    bursts of load from other processes on a shared machine."""
 
     def __post_init__(self) -> None:
         if not self.prefill_tokens or not self.decode_batches:
             raise ConfigError("calibration needs at least one prefill length and one batch size")
         if min(self.prefill_tokens) < 1 or min(self.decode_batches) < 1:
             raise ConfigError("calibration sizes must be >= 1")
+        if any(b2 <= b1 for b1, b2 in itertools.pairwise(self.decode_batches)):
+            raise ConfigError("calibration: decode_batches must increase, e.g. (1, 2, 4, 8)")
         if not 1 <= self.short_context < self.long_context:
             raise ConfigError("calibration: need 1 <= short_context < long_context")
-        if self.decode_steps < 1 or self.repeats < 1:
-            raise ConfigError("calibration: decode_steps and repeats must be >= 1")
+        if self.decode_steps < 1 or self.repeats < 1 or self.rounds < 1:
+            raise ConfigError("calibration: decode_steps, repeats and rounds must be >= 1")
 
 
 class _Probe:
@@ -123,9 +129,10 @@ class _Probe:
 
 def _prefill(
     make: Callable[[], StepTarget], probe: _Probe, tokens: int, repeats: int
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
+    """Median prefill seconds, and the joules and seconds of all repeats together."""
     times: list[float] = []
-    powers: list[float] = []
+    all_j = 0.0
     for _ in range(repeats):
         target = make()
         target.add(tokens, 1)
@@ -135,20 +142,21 @@ def _prefill(
             total_s += dt
             total_j += ej
         times.append(total_s)
-        powers.append(total_j / total_s if total_s > 0 else 0.0)
-    return statistics.median(times), statistics.median(powers)
+        all_j += total_j
+    return statistics.median(times), all_j, sum(times)
 
 
 def _decode(
     make: Callable[[], StepTarget], probe: _Probe, batch: int, context: int, steps: int
-) -> tuple[float, float, float]:
-    """Median decode-iteration seconds and watts, and the per-request context they were
-    measured at (prompt + first token + half the timed iterations: the median's position)."""
+) -> tuple[float, float, float, float]:
+    """Median decode-iteration seconds, the per-request context it was measured at (prompt +
+    first token + half the timed iterations: the median's position), and the joules and
+    seconds of all timed iterations together."""
     target = make()
     for _ in range(batch):
         target.add(context, steps + 4)
     times: list[float] = []
-    powers: list[float] = []
+    joules = 0.0
     guard = 0
     while target.has_work() and len(times) < steps:
         tokens, dt, ej = probe.step(target)
@@ -157,13 +165,50 @@ def _decode(
             raise ConfigError("calibration: the engine never reached a pure decode step")
         if tokens == batch and guard > 1:  # every request decoding one token: a decode step
             times.append(dt)
-            powers.append(ej / dt if dt > 0 else 0.0)
+            joules += ej
     if not times:
         raise ConfigError(
             f"calibration: no pure decode step at batch {batch}; raise the engine's max_batch"
         )
     mid_context = context + 1 + (len(times) - 1) / 2
-    return statistics.median(times), statistics.median(powers), mid_context
+    return statistics.median(times), mid_context, joules, sum(times)
+
+
+def _ratio(joules: float, seconds: float) -> float:
+    return joules / seconds if seconds > 0 else 0.0
+
+
+@dataclass
+class _Round:
+    """One pass over every measurement point."""
+
+    prefill_s: list[float]
+    prefill_j: float
+    prefill_t: float
+    decode_s: list[float]
+    decode_ctx: list[float]
+    decode_j: list[float]
+    decode_t: list[float]
+    long_s: float
+    long_ctx: float
+
+
+def _round(make: Callable[[], StepTarget], probe: _Probe, spec: CalibrationSpec) -> _Round:
+    r = _Round([], 0.0, 0.0, [], [], [], [], 0.0, 0.0)
+    for n in spec.prefill_tokens:
+        t, ej, es = _prefill(make, probe, n, spec.repeats)
+        r.prefill_s.append(t)
+        r.prefill_j += ej
+        r.prefill_t += es
+    for b in spec.decode_batches:
+        t, ctx, ej, es = _decode(make, probe, b, spec.short_context, spec.decode_steps)
+        r.decode_s.append(t)
+        r.decode_ctx.append(ctx)
+        r.decode_j.append(ej)
+        r.decode_t.append(es)
+    b_ref = spec.decode_batches[len(spec.decode_batches) // 2]
+    r.long_s, r.long_ctx, _, _ = _decode(make, probe, b_ref, spec.long_context, spec.decode_steps)
+    return r
 
 
 def calibrate(
@@ -179,21 +224,18 @@ def calibrate(
     probe = _Probe(meter, clock)
     # one untimed run first: lazy initialisation (allocators, kernels) is not a step cost
     _decode(make_target, _Probe(None, clock), max(spec.decode_batches), spec.short_context, 2)
-    prefill = []
-    prefill_w = []
-    for n in spec.prefill_tokens:
-        t, w = _prefill(make_target, probe, n, spec.repeats)
-        prefill.append([float(n), t])
-        prefill_w.append(w)
-    short: dict[int, tuple[float, float]] = {}
-    decode_w = []
-    for b in spec.decode_batches:
-        t, w, ctx = _decode(make_target, probe, b, spec.short_context, spec.decode_steps)
-        short[b] = (t, ctx)
-        decode_w.append(w)
+    rounds = [_round(make_target, probe, spec) for _ in range(spec.rounds)]
+    med = statistics.median
+    prefill = [
+        [float(n), med(r.prefill_s[i] for r in rounds)] for i, n in enumerate(spec.prefill_tokens)
+    ]
+    short = {
+        b: (med(r.decode_s[i] for r in rounds), rounds[0].decode_ctx[i])
+        for i, b in enumerate(spec.decode_batches)
+    }
     # the context slope from one mid-size batch at two prompt lengths
     b_ref = spec.decode_batches[len(spec.decode_batches) // 2]
-    t_long, _, ctx_long = _decode(make_target, probe, b_ref, spec.long_context, spec.decode_steps)
+    t_long, ctx_long = med(r.long_s for r in rounds), rounds[0].long_ctx
     t_short, ctx_short = short[b_ref]
     slope = max(0.0, (t_long - t_short) / (b_ref * (ctx_long - ctx_short)))
     # the table holds times at empty context: the model adds slope x context back
@@ -210,12 +252,17 @@ def calibrate(
         idle_w = (probe.energy() - e0) / max(clock() - t0, 1e-9)
         sources = sorted({c.source for c in meter.components})
         scopes = sorted({c.scope for c in meter.components})
+        # Power is energy over time summed across all measurements of a phase, not a per-step
+        # ratio: meters tick coarsely (CPU time in 10 ms ticks) next to millisecond steps.
+        prefill_w = _ratio(sum(r.prefill_j for r in rounds), sum(r.prefill_t for r in rounds))
+        low_w = _ratio(sum(r.decode_j[0] for r in rounds), sum(r.decode_t[0] for r in rounds))
+        high_w = _ratio(sum(r.decode_j[-1] for r in rounds), sum(r.decode_t[-1] for r in rounds))
         profile["power"] = {
             "name": f"calibrated:{name}",
             "idle_w": idle_w,
-            "prefill_w": statistics.median(prefill_w),
-            "decode_min_w": min(decode_w),
-            "decode_max_w": max(max(decode_w), min(decode_w)),
+            "prefill_w": prefill_w,
+            "decode_min_w": low_w,
+            "decode_max_w": max(high_w, low_w),
             "decode_saturation_batch": max(spec.decode_batches),
             "cold_start_w": idle_w,
             "load_w": idle_w,

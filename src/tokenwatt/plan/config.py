@@ -45,6 +45,9 @@ class ReplicaConfig:
     """Most new tokens in one prefill iteration (a longer single prompt still runs alone)."""
     kv_capacity_tokens: int | None = None
     """KV-cache capacity in tokens; None derives it from accelerator memory minus weights."""
+    request_overhead_s: float = 0.0
+    """Fixed seconds each request spends outside engine steps before it can be scheduled
+    (HTTP, tokenization, queue hand-off); it adds to TTFT and end-to-end latency."""
     prefix_cache_tokens: int | None = None
     """Tokens of finished prompts a replica keeps for prefix reuse; None: a quarter of its KV
     capacity (an assumption: idle KV blocks vLLM keeps), 0: no reuse on the replica."""
@@ -55,6 +58,10 @@ class ReplicaConfig:
         _check(
             self.kv_capacity_tokens is None or self.kv_capacity_tokens > 0,
             f"replica: kv_capacity_tokens must be > 0, got {self.kv_capacity_tokens}",
+        )
+        _check(
+            self.request_overhead_s >= 0 and math.isfinite(self.request_overhead_s),
+            f"replica: request_overhead_s must be >= 0, got {self.request_overhead_s}",
         )
         _check(
             self.prefix_cache_tokens is None or self.prefix_cache_tokens >= 0,

@@ -107,6 +107,7 @@ class Simulation:
         self.iterations = 0
         self.events = 0
         self.last_tick_s = 0.0
+        self._ingress_s = rc.request_overhead_s
         self._source: Iterator[Request] | None = None
         self._last_arrival_s = 0.0
 
@@ -126,7 +127,8 @@ class Simulation:
                 f"one ({self._last_arrival_s} s); sort the trace by arrival time"
             )
         self._last_arrival_s = req.arrival_s
-        return Arrival(req.arrival_s, SimRequest(req))
+        # a constant delay keeps arrivals in order; latency still counts from arrival_s
+        return Arrival(req.arrival_s + self._ingress_s, SimRequest(req))
 
     def run(self, requests: Iterable[Request]) -> PlanResult:
         """Simulate ``requests`` (arrival order, streamed) to the end; returns the result."""
