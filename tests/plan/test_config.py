@@ -24,6 +24,12 @@ def test_round_trip_through_dict() -> None:
     assert PlanConfig.from_dict(c.to_dict()) == c
 
 
+def test_replace_accepts_a_warehouse_dict() -> None:
+    """A warehouse given as JSON-like data (the CLI's --set) becomes tiers."""
+    c = PlanConfig().replace(warehouse={"tiers": [{"name": "dram", "capacity_bytes": 1e9}]})
+    assert c.warehouse == WarehouseConfig((TierSpec("dram", 1e9),))
+
+
 def test_replace_reaches_nested_fields() -> None:
     """Dotted keys change nested configs and are validated."""
     c = PlanConfig().replace(**{"scaling.max_replicas": 3, "autoscaler_params.target": 4})

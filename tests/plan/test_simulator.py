@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from tokenwatt.errors import ConfigError, TraceError
-from tokenwatt.plan.config import PlanConfig, ReplicaConfig, ScalingConfig
+from tokenwatt.plan.config import (
+    PlanConfig,
+    ReplicaConfig,
+    ScalingConfig,
+    TierSpec,
+    WarehouseConfig,
+)
 from tokenwatt.plan.simulator import Simulation, simulate
 from tokenwatt.workload import open_trace
 from tokenwatt.workload.types import Request
@@ -127,32 +133,37 @@ def _same(a: dict[str, object], b: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("router", "autoscaler"),
+    ("router", "autoscaler", "warehouse"),
     [
-        ("least_outstanding", "static"),
-        ("round_robin", "concurrency"),
-        ("prefix_aware", "queue_kv"),
-        ("least_outstanding", "predictive"),
+        ("least_outstanding", "static", False),
+        ("round_robin", "concurrency", False),
+        ("prefix_aware", "queue_kv", True),
+        ("least_outstanding", "predictive", False),
+        ("prefix_aware", "concurrency", True),
     ],
 )
-def test_fast_mode_matches_step_mode(router: str, autoscaler: str) -> None:
+def test_fast_mode_matches_step_mode(router: str, autoscaler: str, warehouse: bool) -> None:
     """Jumping over decode iterations gives the results of one event per iteration."""
     reqs = poisson_requests(
         300, 6.0, seed=5, input_tokens=(20, 3000), output_tokens=(1, 400), blocks=3
     )
+    tiers = (TierSpec("dram", 1e9, 25e9), TierSpec("disk", 1e10, 2e9)) if warehouse else ()
     base = PlanConfig(
         router=router,  # type: ignore[arg-type]
         autoscaler=autoscaler,  # type: ignore[arg-type]
         scaling=ScalingConfig(
             max_replicas=4, scale_down_delay_s=20, cold_start_s=5, cold_start_jitter_s=3
         ),
-        replica=ReplicaConfig(max_batch=16, kv_capacity_tokens=20000),
+        replica=ReplicaConfig(max_batch=16, kv_capacity_tokens=20000, prefix_cache_tokens=256),
+        warehouse=WarehouseConfig(tiers),
         drop_after_s=30.0,
     )
     fast = simulate(base, reqs).to_dict()
     step = simulate(base.replace(mode="step"), reqs).to_dict()
     _same(fast, step)
     assert fast["sim"]["iterations"] < step["sim"]["iterations"]
+    if warehouse:
+        assert fast["energy_split_j"]["load"] > 0
 
 
 def test_static_fleet_has_no_cold_start_energy() -> None:
