@@ -133,3 +133,17 @@ def test_health(server: RunningServer) -> None:
     """/health is 200 while the engine runs."""
     r = httpx.get(server.url + "/health")
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
+
+
+def test_chat_without_max_tokens_fits_a_long_history(client: openai.OpenAI) -> None:
+    """A chat near the context limit and no max_tokens is shortened, not refused."""
+    long = "z" * 8150
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": long}],
+        temperature=0,
+        extra_body={"ignore_eos": True},
+    )
+    assert r.usage is not None
+    assert r.usage.prompt_tokens + r.usage.completion_tokens == 8192
+    assert r.choices[0].finish_reason == "length"

@@ -1,4 +1,32 @@
-"""tokenwatt.engine.server: the OpenAI-compatible HTTP server over an ``Engine``."""
+"""tokenwatt.engine.server: the OpenAI-compatible HTTP server over an ``Engine``.
+
+Endpoints
+- ``POST /v1/completions``, ``POST /v1/chat/completions``: OpenAI bodies, ``stream`` (SSE, ends
+  with ``data: [DONE]``) and ``stream_options.include_usage``; ``n`` must be 1. Extension:
+  ``ignore_eos`` (bool). A chat without ``max_tokens`` gets ``EngineConfig.default_chat_max_tokens``
+  (256), shortened to fit the context.
+- ``usage`` carries ``prompt_tokens_details.cached_tokens`` (prompt tokens served by the
+  warehouse) and, when the engine has a meter, ``energy``::
+
+      {"energy_j": 0.41, "source": "estimated:cpu-model", "scope": "cpu",
+       "estimated": true, "components": {"cpu": 0.41}}
+
+  the request's share of each engine step's energy, split by tokens processed in the step
+  (idle time between steps is charged to nobody).
+- ``GET /v1/models`` (with ``fingerprint`` and ``max_model_len``), ``GET /health`` (503 once
+  the engine stopped), ``GET /metrics`` (Prometheus text, ``tokenwatt_*`` series: prompt,
+  cached and completion tokens, requests by finish reason, energy joules by component, source
+  and scope, TTFT / inter-token / request latency histograms, queue length, running requests,
+  KV tokens and usage ratio; plus ``tokenwatt_warehouse_*`` when a warehouse is attached).
+- ``GET /v1/tenants``: ``{"object": "list", "data": {tenant: {requests, prompt_tokens,
+  completion_tokens, energy_j, source, scope, energy_by_component}}}``; a tenant is the
+  request's ``user`` field, else ``key:`` + the first 12 hex digits of the SHA-256 of its bearer
+  API key, else ``anonymous``.
+
+Errors: every client mistake is HTTP 400 with ``{"error": {"message", "type", "param",
+"code"}}`` (codes ``context_length_exceeded``, ``model_not_found``); a full queue is 429 with
+``Retry-After``; a shutdown mid-request is 503.
+"""
 
 from .app import build_app
 from .metrics import ServerMetrics, TenantTotals, tenant_of

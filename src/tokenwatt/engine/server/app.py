@@ -196,10 +196,14 @@ def build_app(
         _check_model(state, req.model)
         check_max_tokens(req.max_completion_tokens, "max_completion_tokens")
         check_max_tokens(req.max_tokens, "max_tokens")
-        limit = req.max_completion_tokens or req.max_tokens or engine.config.default_chat_max_tokens
-        params = req.sampling(limit)
         messages = [{"role": m.role, "content": m.text()} for m in req.messages]
         ids = engine.encode_chat(messages)
+        limit = req.max_completion_tokens or req.max_tokens
+        if limit is None:
+            # No limit given: the default, shortened so a long chat still fits the context.
+            room = engine.loaded.max_context - len(ids)
+            limit = max(1, min(engine.config.default_chat_max_tokens, room))
+        params = req.sampling(limit)
         call = _Call(state, tenant_of(req.user, request.headers.get("authorization")), req.model)
         if req.stream:
             return _stream(call, ids, params, req.include_usage, _chat_chunk, "messages")
