@@ -18,7 +18,7 @@ class ConstantModel:
     prefill_step_s: float = 1.0
     decode_step_s: float = 0.1
 
-    def prefill_s(self, tokens: int, batch: int) -> float:
+    def prefill_s(self, tokens: int, batch: int, attention_pairs: int = 0) -> float:
         return self.prefill_step_s
 
     def decode_s(self, batch: int, context_tokens: int, steps: int) -> float:

@@ -49,6 +49,14 @@ def test_roofline_prefill_is_compute_bound_for_long_prompts() -> None:
     assert m.prefill_s(4096, 1) == pytest.approx(2 * 8.03e9 * 4096 / (989e12 * 0.5) + 0.0005)
 
 
+def test_roofline_prefill_counts_attention_pairs() -> None:
+    """Attention adds 4 x 32 x 4096 FLOPs per (token, position) pair at the same efficiency."""
+    m = RooflineModel()
+    pairs = 4096 * 4097 // 2
+    extra = 4 * 32 * 4096 * pairs / (989e12 * 0.5)
+    assert m.prefill_s(4096, 1, pairs) - m.prefill_s(4096, 1) == pytest.approx(extra)
+
+
 def test_roofline_kv_capacity_from_memory() -> None:
     """(80 GB x 0.9 - 16.06 GB) / 131,072 B per token."""
     assert RooflineModel().kv_capacity_tokens() == int((72e9 - 16.06e9) / 131072)

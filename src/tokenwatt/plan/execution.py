@@ -32,8 +32,9 @@ __all__ = [
 class ExecutionModel(Protocol):
     """Step times of one replica (the ``ExecutionModel`` seam of the planner)."""
 
-    def prefill_s(self, tokens: int, batch: int) -> float:
-        """Seconds for one prefill iteration over ``tokens`` new tokens from ``batch`` requests."""
+    def prefill_s(self, tokens: int, batch: int, attention_pairs: int = 0) -> float:
+        """Seconds for one prefill iteration over ``tokens`` new tokens from ``batch`` requests;
+        ``attention_pairs`` counts (new token, attended position) pairs, for attention cost."""
         ...
 
     def decode_s(self, batch: int, context_tokens: int, steps: int) -> float:
@@ -117,6 +118,7 @@ class RooflineModel:
         flops = self.accelerator.flops_per_s * self.devices * self.compute_efficiency
         bw = self.accelerator.bandwidth_bytes_per_s * self.devices * self.bandwidth_efficiency
         object.__setattr__(self, "_flop_s", 2.0 * self.model.params / flops)
+        object.__setattr__(self, "_attn_s", self.model.attention_flops_per_pair / flops)
         object.__setattr__(self, "_weights_s", self.model.weight_bytes / bw)
         object.__setattr__(self, "_kv_s", self.model.kv_bytes_per_token / bw)
 
@@ -125,11 +127,13 @@ class RooflineModel:
         free = self.accelerator.memory_bytes * self.devices * memory_fraction
         return max(0, int((free - self.model.weight_bytes) / self.model.kv_bytes_per_token))
 
-    def prefill_s(self, tokens: int, batch: int) -> float:
-        """Seconds for one prefill iteration: max(compute, one read of the weights)."""
+    def prefill_s(self, tokens: int, batch: int, attention_pairs: int = 0) -> float:
+        """Seconds for one prefill iteration: max(compute, one read of the weights); compute
+        is the dense layers' 2 x params per token plus attention per (token, position) pair."""
         flop_s: float = self._flop_s  # type: ignore[attr-defined]
+        attn_s: float = self._attn_s  # type: ignore[attr-defined]
         weights_s: float = self._weights_s  # type: ignore[attr-defined]
-        return self.overhead_s + max(flop_s * tokens, weights_s)
+        return self.overhead_s + max(flop_s * tokens + attn_s * attention_pairs, weights_s)
 
     def decode_s(self, batch: int, context_tokens: int, steps: int) -> float:
         """Seconds for ``steps`` decode iterations (closed form over the growing context)."""
@@ -208,8 +212,9 @@ class ProfileModel:
                 "'decode' lists of [x, seconds]"
             ) from None
 
-    def prefill_s(self, tokens: int, batch: int) -> float:
-        """Seconds for one prefill iteration over ``tokens`` tokens (interpolated)."""
+    def prefill_s(self, tokens: int, batch: int, attention_pairs: int = 0) -> float:
+        """Seconds for one prefill iteration over ``tokens`` tokens (interpolated; the measured
+        table already holds the attention cost of prompts of that length)."""
         xs, ys = self._prefill  # type: ignore[attr-defined]
         return _interp(xs, ys, float(tokens))
 

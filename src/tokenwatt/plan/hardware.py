@@ -75,6 +75,9 @@ class ModelSpec:
     """Bytes of weights read per forward pass (BF16: 2 bytes per parameter)."""
     kv_bytes_per_token: float = 131072.0
     """KV-cache bytes per token: 2 (K,V) x layers x KV heads x head dim x bytes per value."""
+    attention_flops_per_pair: float = 524288.0
+    """Attention FLOPs per (query token, attended position) pair: 4 x layers x hidden size
+    (QK^T and AV, 2 FLOPs per multiply-add each); 4 x 32 x 4096 for Llama-3.1-8B."""
 
     def __post_init__(self) -> None:
         _positive(
@@ -83,6 +86,7 @@ class ModelSpec:
             weight_bytes=self.weight_bytes,
             kv_bytes_per_token=self.kv_bytes_per_token,
         )
+        _non_negative(f"model {self.name}", attention_flops_per_pair=self.attention_flops_per_pair)
 
 
 @dataclass(frozen=True)
@@ -174,9 +178,9 @@ POWER_PRESETS: dict[str, PowerModel] = {
 
 MODEL_PRESETS: dict[str, ModelSpec] = {
     # 32 layers x 8 KV heads x 128 head dim x 2 (K, V) x 2 bytes = 131072 bytes per token.
-    "llama-3.1-8b": ModelSpec("llama-3.1-8b", 8.03e9, 16.06e9, 131072.0),
+    "llama-3.1-8b": ModelSpec("llama-3.1-8b", 8.03e9, 16.06e9, 131072.0, 4 * 32 * 4096.0),
     # 80 layers x 8 KV heads x 128 x 2 x 2 bytes = 327680 bytes per token.
-    "llama-3.3-70b": ModelSpec("llama-3.3-70b", 70.6e9, 141.2e9, 327680.0),
+    "llama-3.3-70b": ModelSpec("llama-3.3-70b", 70.6e9, 141.2e9, 327680.0, 4 * 80 * 8192.0),
 }
 """Model presets (BF16 weights)."""
 

@@ -235,12 +235,14 @@ class Replica:
         env.metrics.complete(r.arrival_s, r.first_token_s, now, r.input_tokens, r.output_tokens)
         env.timeline.completion(now)
 
-    def _admit(self, now: float) -> tuple[int, float]:
-        """Move fitting requests from the queue into a prefill batch; returns (tokens, load_s)."""
+    def _admit(self, now: float) -> tuple[int, int, float]:
+        """Move fitting requests from the queue into a prefill batch; returns the new tokens,
+        their attention pairs and the warehouse load seconds."""
         env = self.env
         waiting = self.waiting
         batch = self.prefill_batch
         tokens = 0
+        pairs = 0
         load_s = 0.0
         drop_after = env.drop_after_s
         while waiting:
@@ -262,8 +264,10 @@ class Replica:
             batch.append(r)
             self.kv_used += need
             tokens += new_tokens
+            # each new token attends to the cached prefix and to the new tokens before it
+            pairs += new_tokens * (r.input_tokens - new_tokens) + new_tokens * (new_tokens + 1) // 2
             load_s += r_load_s
-        return tokens, load_s
+        return tokens, pairs, load_s
 
     def _reuse(self, r: SimRequest) -> tuple[int, float]:
         """Prompt tokens to compute and warehouse load seconds, after prefix reuse."""
@@ -284,7 +288,7 @@ class Replica:
         self.seg_start_s = now
         self.version += 1
         if self.waiting:
-            tokens, load_s = self._admit(now)
+            tokens, pairs, load_s = self._admit(now)
             if self.prefill_batch:
                 self.phase = 1
                 dev = env.devices
@@ -292,7 +296,8 @@ class Replica:
                     self._set_power(now, env.power.load_w * dev, _LOAD)
                 self._set_power(now + load_s, env.power.prefill_w * dev, _PREFILL)
                 env.metrics.prefill_tokens += tokens
-                return now + load_s + env.execution.prefill_s(tokens, len(self.prefill_batch))
+                batch = len(self.prefill_batch)
+                return now + load_s + env.execution.prefill_s(tokens, batch, pairs)
         running = self.running
         if running:
             self.phase = 2
