@@ -102,3 +102,16 @@ def test_bad_dtype_and_device_are_config_errors() -> None:
 def test_real_shapes_are_presets_not_built_by_default() -> None:
     """The 8B shape exists as a preset (built only on request)."""
     assert PRESETS["llama-8b-shape"].num_layers == 32
+
+
+def test_checkpoint_stop_ids_include_generation_config_eos(
+    tiny: LoadedModel, tmp_path: Path
+) -> None:
+    """EOS ids of the checkpoint's generation config end generation too (end-of-turn ids)."""
+    original = tiny.model.generation_config.eos_token_id
+    tiny.model.generation_config.eos_token_id = [1, 7]
+    try:
+        _save_checkpoint(tiny, tmp_path)
+    finally:
+        tiny.model.generation_config.eos_token_id = original
+    assert load_model(str(tmp_path), device="cpu").tokenizer.stop_ids == frozenset({1, 7})

@@ -273,7 +273,11 @@ def _load_checkpoint(path: Path, dev: torch.device, dtype: torch.dtype) -> Loade
     num_heads = int(cfg.num_attention_heads)
     head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // num_heads)
     tok_digest = _files_digest(path, ("tokenizer*", "*.model", "vocab*", "merges*"))
-    tokenizer = HFTokenizer(hf_tok, identity=f"{type(hf_tok).__name__}:{tok_digest}")
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    extra = [gen_eos] if isinstance(gen_eos, int) else list(gen_eos or [])
+    tokenizer = HFTokenizer(
+        hf_tok, identity=f"{type(hf_tok).__name__}:{tok_digest}", extra_stop_ids=extra
+    )
     weights = _files_digest(path, ("config.json", "*.safetensors"))
     canonical = f"{weights}|{dtype}|{tokenizer.identity}"
     return LoadedModel(

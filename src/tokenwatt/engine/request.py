@@ -143,6 +143,7 @@ class RequestState:
             else:
                 self.generator.manual_seed(params.seed)
         self._tokenizer = tokenizer
+        self._stop_ids = tokenizer.stop_ids
         self._emitted_text = ""
         self._emitted_tokens = 0
         self._hold = max((len(s) for s in params.stop), default=1) - 1
@@ -163,10 +164,9 @@ class RequestState:
         return len(self.prompt_ids) + self.params.max_tokens
 
     def append_token(self, token_id: int) -> None:
-        """Record a generated token and finish on EOS, a stop string or max_tokens."""
+        """Record a generated token and finish on a stop id (EOS) or max_tokens."""
         self.output_ids.append(token_id)
-        eos = self._tokenizer.eos_id
-        if token_id == eos and not self.params.ignore_eos:
+        if token_id in self._stop_ids and not self.params.ignore_eos:
             self.finish_reason = "stop"
         elif len(self.output_ids) >= self.params.max_tokens:
             self.finish_reason = "length"
@@ -174,7 +174,7 @@ class RequestState:
     def take_text(self) -> str:
         """New text to emit; detects stop strings (and then finishes the request)."""
         ids = self.output_ids
-        if self.finish_reason == "stop" and ids and ids[-1] == self._tokenizer.eos_id:
+        if self.finish_reason == "stop" and ids and ids[-1] in self._stop_ids:
             ids = ids[:-1]
         text = self._tokenizer.decode(ids)
         if self.params.stop:

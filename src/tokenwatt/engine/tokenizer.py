@@ -29,6 +29,11 @@ class Tokenizer(Protocol):
         """Id that ends generation, or None."""
         ...
 
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """Every id that ends generation (EOS plus e.g. a chat model's end-of-turn id)."""
+        ...
+
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` (with BOS prepended when the tokenizer has one)."""
         ...
@@ -72,6 +77,11 @@ class ByteTokenizer:
         """Id 257."""
         return self.EOS
 
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """Only EOS."""
+        return frozenset({self.EOS})
+
     def encode(self, text: str) -> list[int]:
         """BOS, then the UTF-8 bytes of ``text``."""
         return [self.BOS, *text.encode("utf-8")]
@@ -88,9 +98,11 @@ class ByteTokenizer:
 class HFTokenizer:
     """A transformers tokenizer loaded from a local directory, behind the ``Tokenizer`` protocol."""
 
-    def __init__(self, tokenizer: Any, identity: str) -> None:
+    def __init__(self, tokenizer: Any, identity: str, extra_stop_ids: Sequence[int] = ()) -> None:
         self._tok = tokenizer
         self._identity = identity
+        eos = [] if tokenizer.eos_token_id is None else [int(tokenizer.eos_token_id)]
+        self._stop_ids = frozenset([*eos, *(int(t) for t in extra_stop_ids)])
 
     @property
     def identity(self) -> str:
@@ -108,6 +120,11 @@ class HFTokenizer:
         """The tokenizer's ``eos_token_id``."""
         value = self._tok.eos_token_id
         return None if value is None else int(value)
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """EOS plus the checkpoint's generation-config EOS ids (e.g. Llama 3's end of turn)."""
+        return self._stop_ids
 
     def encode(self, text: str) -> list[int]:
         """The tokenizer's own encoding, special tokens included."""

@@ -147,3 +147,21 @@ def test_chat_without_max_tokens_fits_a_long_history(client: openai.OpenAI) -> N
     assert r.usage is not None
     assert r.usage.prompt_tokens + r.usage.completion_tokens == 8192
     assert r.choices[0].finish_reason == "length"
+
+
+async def test_concurrent_streams_match_sequential(server: RunningServer) -> None:
+    """Eight concurrent greedy streams (batched by the engine) equal the same prompts run alone."""
+    import asyncio
+
+    client = openai.AsyncOpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0)
+    kw = {"model": "tiny", "max_tokens": 10, "temperature": 0, "extra_body": {"ignore_eos": True}}
+
+    async def streamed(prompt: str) -> str:
+        chunks = await client.completions.create(prompt=prompt, stream=True, **kw)  # type: ignore[call-overload]
+        return "".join([c.choices[0].text async for c in chunks if c.choices])
+
+    prompts = [f"concurrent {i} " * (i + 1) for i in range(8)]
+    together = await asyncio.gather(*(streamed(p) for p in prompts))
+    alone = [await streamed(p) for p in prompts]
+    await client.close()
+    assert together == alone
