@@ -115,3 +115,24 @@ def test_checkpoint_stop_ids_include_generation_config_eos(
     finally:
         tiny.model.generation_config.eos_token_id = original
     assert load_model(str(tmp_path), device="cpu").tokenizer.stop_ids == frozenset({1, 7})
+
+
+def test_bfloat16_tiny_runs_with_bfloat16_kv() -> None:
+    """dtype bfloat16 builds bf16 weights, a distinct fingerprint, and bf16 KV."""
+    from tokenwatt.engine.core import EngineCore
+    from tokenwatt.engine.sampling import SamplingParams
+
+    lm = load_model("tiny", device="cpu", dtype="bfloat16")
+    assert lm.model.model.embed_tokens.weight.dtype == torch.bfloat16
+    assert "bfloat16" in lm.fingerprint
+    core = EngineCore(lm)
+    core.add_request("r", lm.tokenizer.encode("hi"), SamplingParams(max_tokens=2, temperature=0))
+    core.step()
+    assert core.kv.get("r").prefix(1).keys[0].dtype == torch.bfloat16
+
+
+@pytest.mark.slow
+def test_small_preset_builds() -> None:
+    """The small preset (8 layers, hidden 512) builds with its documented shapes."""
+    lm = load_model("small", device="cpu")
+    assert (lm.num_layers, lm.num_kv_heads, lm.head_dim) == (8, 4, 64)
