@@ -123,7 +123,8 @@ def test_profile_with_meter_carries_power(tmp_path: Path) -> None:
     assert (power.idle_w, power.prefill_w, power.decode_min_w) == pytest.approx((50, 300, 200))
     assert "estimated:fake" in power.source
     sim = Simulation(PlanConfig(profile_path=str(path)))
-    assert sim.power.label == "preset:calibrated:fake"
+    assert sim.power.label == "calibrated:fake"
+    assert sim.power.scope == "gpu"  # the fake meter's one component
 
 
 def test_profile_without_meter_has_no_power(tmp_path: Path) -> None:

@@ -258,7 +258,9 @@ def calibrate(
         low_w = _ratio(sum(r.decode_j[0] for r in rounds), sum(r.decode_t[0] for r in rounds))
         high_w = _ratio(sum(r.decode_j[-1] for r in rounds), sum(r.decode_t[-1] for r in rounds))
         profile["power"] = {
-            "name": f"calibrated:{name}",
+            "name": name,
+            "kind": "calibrated",
+            "scope": scopes[0] if len(scopes) == 1 else "node",
             "idle_w": idle_w,
             "prefill_w": prefill_w,
             "decode_min_w": low_w,

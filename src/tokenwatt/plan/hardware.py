@@ -116,8 +116,14 @@ class PowerModel:
     """Power while a replica waits on a warehouse load (DMA, SMs idle); an estimate: idle power."""
     source: str = "SplitwiseSim constant power model; ML.ENERGY leaderboard v3"
     """Where the figures come from."""
+    kind: str = "preset"
+    """preset (published figures) or calibrated (measured by ``tokenwatt plan calibrate``)."""
+    scope: str = "gpu"
+    """What the watts cover (gpu, cpu, node...): one accelerator for presets."""
 
     def __post_init__(self) -> None:
+        if self.kind not in ("preset", "calibrated"):
+            raise ConfigError(f"power model {self.name}: kind must be preset or calibrated")
         _non_negative(
             f"power model {self.name}",
             idle_w=self.idle_w,
@@ -137,8 +143,8 @@ class PowerModel:
 
     @property
     def label(self) -> str:
-        """The energy source label, ``preset:<name>``."""
-        return f"preset:{self.name}"
+        """The energy source label, ``preset:<name>`` or ``calibrated:<name>``."""
+        return f"{self.kind}:{self.name}"
 
     def decode_w(self, batch: int) -> float:
         """Power in watts of one accelerator decoding a batch of ``batch`` requests."""

@@ -106,8 +106,8 @@ class PlanResult:
     """Warehouse counters (empty without a warehouse)."""
     timeline: dict[str, Any] = field(default_factory=dict)
     """Per-interval arrivals, completions, replicas, queue, energy and mean power."""
-    sim: dict[str, float] = field(default_factory=dict)
-    """Simulator counters: events, iterations, wall seconds, simulated requests per second."""
+    sim: dict[str, Any] = field(default_factory=dict)
+    """Simulator mode and counters: events, iterations, wall seconds, requests per second."""
 
     @property
     def busy_j(self) -> float:
@@ -157,6 +157,12 @@ def _latency(sim: Simulation) -> dict[str, float]:
     return out
 
 
+def _source(sim: Simulation) -> str:
+    cfg = sim.config
+    timing = f"; timing: profile {cfg.profile_path}" if cfg.profile_path else "; timing: roofline"
+    return f"{sim.power.label} ({sim.power.source}){timing}"
+
+
 def build_result(sim: Simulation, end_s: float, wall_s: float) -> PlanResult:
     """Collect the result of a finished ``sim``."""
     m = sim.metrics
@@ -201,10 +207,8 @@ def build_result(sim: Simulation, end_s: float, wall_s: float) -> PlanResult:
         latency_s=_latency(sim),
         energy_j=energy,
         energy_split_j=dict(zip(ENERGY_CATEGORIES, split, strict=True)),
-        energy_source=sim.power.label
-        if not cfg.profile_path
-        else f"{sim.power.label}; timing: profile",
-        energy_scope="gpu",
+        energy_source=_source(sim),
+        energy_scope=sim.power.scope,
         output_tokens_per_j=m.output_tokens / energy if energy else 0.0,
         goodput_tokens_per_j=m.slo_output_tokens / energy if energy else 0.0,
         j_per_request=energy / m.completed if m.completed else 0.0,
@@ -214,9 +218,9 @@ def build_result(sim: Simulation, end_s: float, wall_s: float) -> PlanResult:
         warehouse=wh,
         timeline=timeline,
         sim={
-            "mode_fast": 1.0 if cfg.mode == "fast" else 0.0,
-            "events": float(sim.events),
-            "iterations": float(sim.iterations),
+            "mode": cfg.mode,
+            "events": sim.events,
+            "iterations": sim.iterations,
             "wall_s": wall_s,
             "requests_per_s": m.arrived / wall_s if wall_s > 0 else 0.0,
         },
