@@ -65,3 +65,14 @@ def test_tenant_prefers_user_then_hashed_key() -> None:
     hashed = tenant_of(None, "Bearer k")
     assert hashed.startswith("key:") and len(hashed) == 16 and hashed[4:] != "k"
     assert tenant_of(None, None) == "anonymous"
+
+
+def test_null_fields_mean_defaults() -> None:
+    """null temperature/top_p/n/stream/max_tokens read as OpenAI's defaults."""
+    body = (
+        b'{"model": "m", "prompt": "x", "temperature": null, "top_p": null, "n": null,'
+        b' "stream": null, "max_tokens": null, "stop": null, "seed": null}'
+    )
+    req = parse_body(body, CompletionRequest)
+    params = req.sampling(16)
+    assert (params.temperature, params.top_p, params.stop, req.stream) == (1.0, 1.0, (), None)

@@ -68,30 +68,31 @@ class StreamOptions(BaseModel):
 class _Common(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    # ``null`` means "the default" for every optional field, as in OpenAI's API.
     model: str
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    n: int = 1
-    stream: StrictBool = False
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    n: int | None = None
+    stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     user: str | None = None
-    ignore_eos: StrictBool = False
+    ignore_eos: StrictBool | None = None
 
     def sampling(self, max_tokens: int) -> SamplingParams:
         """The engine's parameters (raises ApiError 400 on bad values)."""
-        if self.n != 1:
+        if self.n not in (None, 1):
             raise ApiError(400, "only n=1 is supported", param="n")
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         try:
             return SamplingParams(
                 max_tokens=max_tokens,
-                temperature=self.temperature,
-                top_p=self.top_p,
+                temperature=1.0 if self.temperature is None else self.temperature,
+                top_p=1.0 if self.top_p is None else self.top_p,
                 seed=self.seed,
                 stop=stop,
-                ignore_eos=self.ignore_eos,
+                ignore_eos=bool(self.ignore_eos),
             )
         except ConfigError as exc:
             param = str(exc).split(" ", 1)[0]
