@@ -60,6 +60,20 @@ def test_arrival_during_prefill_waits_for_next_iteration(constant_model: Constan
     assert res.energy_split_j["idle"] == pytest.approx(100.0)  # idle [3, 4] at 100 W
 
 
+def test_chunked_prefill_shares_iterations_with_decodes(constant_model: ConstantModel) -> None:
+    """With chunked prefill a long prompt is cut by the token budget and the running request
+    keeps decoding beside it; each fused iteration takes the prefill time (1 s here)."""
+    cfg = _one_replica(**{"replica.chunked_prefill": True, "replica.max_prefill_tokens": 100})
+    reqs = [Request("a", 0.0, 50, 4), Request("b", 0.5, 250, 1)]
+    res = simulate(cfg, reqs, constant_model, FLAT_POWER)
+    # [0,1] a's prompt; [1,2] a decodes + b 99 tokens; [2,3] a decodes + 99; [3,4] a's last
+    # decode + b's final 52 tokens: a done at 4, b's first (only) token at 4
+    assert res.completed == 2
+    assert res.latency_s["e2e_mean"] == pytest.approx((4.0 + 3.5) / 2)
+    assert res.prefill_tokens == 300
+    assert res.energy_split_j["prefill"] == pytest.approx(4 * 400.0)
+
+
 def test_energy_equals_integrated_power() -> None:
     """Each replica's energy equals the integral of its recorded power steps."""
     cfg = PlanConfig(autoscaler="concurrency", scaling=ScalingConfig(max_replicas=4))
@@ -133,16 +147,20 @@ def _same(a: dict[str, object], b: dict[str, object]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("router", "autoscaler", "warehouse"),
+    ("router", "autoscaler", "warehouse", "chunked"),
     [
-        ("least_outstanding", "static", False),
-        ("round_robin", "concurrency", False),
-        ("prefix_aware", "queue_kv", True),
-        ("least_outstanding", "predictive", False),
-        ("prefix_aware", "concurrency", True),
+        ("least_outstanding", "static", False, False),
+        ("round_robin", "concurrency", False, False),
+        ("prefix_aware", "queue_kv", True, False),
+        ("least_outstanding", "predictive", False, False),
+        ("prefix_aware", "concurrency", True, False),
+        ("least_outstanding", "concurrency", False, True),
+        ("prefix_aware", "queue_kv", True, True),
     ],
 )
-def test_fast_mode_matches_step_mode(router: str, autoscaler: str, warehouse: bool) -> None:
+def test_fast_mode_matches_step_mode(
+    router: str, autoscaler: str, warehouse: bool, chunked: bool
+) -> None:
     """Jumping over decode iterations gives the results of one event per iteration."""
     reqs = poisson_requests(
         300, 6.0, seed=5, input_tokens=(20, 3000), output_tokens=(1, 400), blocks=3
@@ -154,7 +172,13 @@ def test_fast_mode_matches_step_mode(router: str, autoscaler: str, warehouse: bo
         scaling=ScalingConfig(
             max_replicas=4, scale_down_delay_s=20, cold_start_s=5, cold_start_jitter_s=3
         ),
-        replica=ReplicaConfig(max_batch=16, kv_capacity_tokens=20000, prefix_cache_tokens=256),
+        replica=ReplicaConfig(
+            max_batch=16,
+            kv_capacity_tokens=20000,
+            prefix_cache_tokens=256,
+            max_prefill_tokens=1024,
+            chunked_prefill=chunked,
+        ),
         warehouse=WarehouseConfig(tiers),
         drop_after_s=30.0,
     )

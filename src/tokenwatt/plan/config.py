@@ -42,7 +42,11 @@ class ReplicaConfig:
     max_batch: int = 256
     """Most requests decoded together (vLLM's max_num_seqs)."""
     max_prefill_tokens: int = 8192
-    """Most new tokens in one prefill iteration (a longer single prompt still runs alone)."""
+    """Token budget of one iteration: new prompt tokens (plus, with chunked prefill, one per
+    decoding request); without chunking a longer single prompt still runs alone."""
+    chunked_prefill: bool = False
+    """False: prefill iterations pause decoding (vLLM V0's default, Splitwise/Vidur-like);
+    True: prompt chunks share each iteration with the running decodes (vLLM V1, tokenwatt)."""
     kv_capacity_tokens: int | None = None
     """KV-cache capacity in tokens; None derives it from accelerator memory minus weights."""
     request_overhead_s: float = 0.0

@@ -37,6 +37,7 @@ class SimRequest:
         "first_token_s",
         "input_tokens",
         "output_tokens",
+        "prefilled",
         "request_id",
     )
 
@@ -50,6 +51,7 @@ class SimRequest:
         self.first_token_s = 0.0
         self.finish_step = 0
         self.cached_tokens = 0
+        self.prefilled = 0
 
 
 @dataclass
@@ -82,6 +84,8 @@ class ReplicaEnv:
     """Drop a request reaching admission after waiting this long."""
     record_power: bool = False
     """Keep every (time, power) change per replica (tests)."""
+    chunked_prefill: bool = False
+    """Fuse prompt chunks with the running batch's decodes in one iteration (vLLM V1 style)."""
 
 
 class Replica:
@@ -94,11 +98,13 @@ class Replica:
         self.waiting: deque[SimRequest] = deque()
         self.running: list[tuple[int, int, SimRequest]] = []
         self.prefill_batch: list[SimRequest] = []
+        self.prefilling: list[SimRequest] = []
+        self.chunks: list[tuple[SimRequest, int]] = []
         self.outstanding = 0
         self.kv_used = 0
         self.ctx_tokens = 0
         self.steps_done = 0
-        self.phase = 0  # 0 idle, 1 prefill, 2 decode
+        self.phase = 0  # 0 idle, 1 prefill, 2 decode, 3 fused prefill chunks + decodes
         self.seg_start_s = 0.0
         self.seg_steps = 0
         self.version = 0
@@ -178,7 +184,7 @@ class Replica:
         env = self.env
         return (
             self.kv_used + req.input_tokens + req.output_tokens <= env.kv_capacity_tokens
-            and len(self.running) < env.max_batch
+            and len(self.running) + len(self.prefilling) < env.max_batch
         )
 
     def _interrupt(self, now: float) -> float | None:
@@ -198,24 +204,42 @@ class Replica:
             self._end_prefill(now)
         elif self.phase == 2:
             self._end_decode(now)
+        elif self.phase == 3:
+            self._end_fused(now)
         return self._next(now)
 
     def _end_prefill(self, now: float) -> None:
-        env = self.env
         for r in self.prefill_batch:
-            r.first_token_s = now
-            if r.blocks:
-                self.cache.touch(r.blocks, r.block_tokens)
-                if env.warehouse is not None:
-                    env.warehouse.store(r.blocks, r.block_tokens)
-            if r.output_tokens == 1:
-                self._finish(r, now)
-            else:
-                self.ctx_tokens += r.input_tokens + 1
-                r.finish_step = self.steps_done + r.output_tokens - 1
-                self._seq += 1
-                heapq.heappush(self.running, (r.finish_step, self._seq, r))
+            self._first_token(r, now)
         self.prefill_batch = []
+
+    def _first_token(self, r: SimRequest, now: float) -> None:
+        """The prompt is in the cache and the first token out: keep the prefix, join decode."""
+        env = self.env
+        r.first_token_s = now
+        if r.blocks:
+            self.cache.touch(r.blocks, r.block_tokens)
+            if env.warehouse is not None:
+                env.warehouse.store(r.blocks, r.block_tokens)
+        if r.output_tokens == 1:
+            self._finish(r, now)
+        else:
+            self.ctx_tokens += r.input_tokens + 1
+            r.finish_step = self.steps_done + r.output_tokens - 1
+            self._seq += 1
+            heapq.heappush(self.running, (r.finish_step, self._seq, r))
+
+    def _end_fused(self, now: float) -> None:
+        # the running batch decoded one token first; requests whose prompt completed join after
+        if self.running:
+            self.seg_steps = 1
+            self._end_decode(now)
+        for r, chunk in self.chunks:
+            r.prefilled += chunk
+            if r.prefilled >= r.input_tokens:
+                self.prefilling.remove(r)
+                self._first_token(r, now)
+        self.chunks = []
 
     def _end_decode(self, now: float) -> None:
         k = self.seg_steps
@@ -269,6 +293,65 @@ class Replica:
             load_s += r_load_s
         return tokens, pairs, load_s
 
+    def _plan_chunks(self, now: float) -> tuple[int, int, float]:
+        """Fill one fused iteration's token budget (decodes count one each) with prompt chunks:
+        started prompts first, then newly admitted ones; returns tokens, pairs, load seconds."""
+        env = self.env
+        budget = max(1, env.max_prefill_tokens - len(self.running))
+        tokens = pairs = 0
+        load_s = 0.0
+        chunks = self.chunks
+        for r in self.prefilling:
+            if budget <= 0:
+                break
+            chunk = min(r.input_tokens - r.prefilled, budget)
+            chunks.append((r, chunk))
+            pairs += chunk * r.prefilled + chunk * (chunk + 1) // 2
+            tokens += chunk
+            budget -= chunk
+        waiting = self.waiting
+        drop_after = env.drop_after_s
+        while waiting and budget > 0:
+            r = waiting[0]
+            if not self._fits(r):
+                break
+            waiting.popleft()
+            if drop_after is not None and now - r.arrival_s > drop_after:
+                self.outstanding -= 1
+                env.metrics.drop("queue_timeout")
+                continue
+            new_tokens, r_load_s = self._reuse(r)
+            r.prefilled = r.input_tokens - new_tokens
+            self.kv_used += r.input_tokens + r.output_tokens
+            self.prefilling.append(r)
+            chunk = min(new_tokens, budget)
+            chunks.append((r, chunk))
+            pairs += chunk * r.prefilled + chunk * (chunk + 1) // 2
+            tokens += chunk
+            budget -= chunk
+            load_s += r_load_s
+        return tokens, pairs, load_s
+
+    def _fused(self, now: float) -> float | None:
+        """Start a fused iteration if any prompt work exists; returns its end time."""
+        tokens, pairs, load_s = self._plan_chunks(now)
+        if not self.chunks:
+            return None
+        env = self.env
+        self.phase = 3
+        dev = env.devices
+        if load_s > 0:
+            self._set_power(now, env.power.load_w * dev, _LOAD)
+        self._set_power(now + load_s, env.power.prefill_w * dev, _PREFILL)
+        env.metrics.prefill_tokens += tokens
+        ex = env.execution
+        dec = len(self.running)
+        # all of the step's tokens go through the dense layers; the decodes also read their KV
+        step = ex.prefill_s(tokens + dec, len(self.chunks) + dec, pairs)
+        if dec:
+            step = max(step, ex.decode_s(dec, self.ctx_tokens, 1))
+        return now + load_s + step
+
     def _reuse(self, r: SimRequest) -> tuple[int, float]:
         """Prompt tokens to compute and warehouse load seconds, after prefix reuse."""
         if not r.blocks:
@@ -287,7 +370,12 @@ class Replica:
         env = self.env
         self.seg_start_s = now
         self.version += 1
-        if self.waiting:
+        if env.chunked_prefill:
+            if self.prefilling or self.waiting:
+                end = self._fused(now)
+                if end is not None:
+                    return end
+        elif self.waiting:
             tokens, pairs, load_s = self._admit(now)
             if self.prefill_batch:
                 self.phase = 1

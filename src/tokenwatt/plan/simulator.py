@@ -82,6 +82,7 @@ class Simulation:
             warehouse=warehouse,
             drop_after_s=config.drop_after_s,
             record_power=record_power,
+            chunked_prefill=rc.chunked_prefill,
         )
         scaling = config.scaling
         self.autoscaler, initial = make_autoscaler(
