@@ -193,3 +193,30 @@ async def test_endpoint_down_run_ends_with_connect_errors(start_server: StartSer
     finally:
         await client.aclose()
     assert [r.error for r in records] == ["connect"] * 3
+
+
+async def test_runner_opens_the_client_before_its_clock_starts() -> None:
+    """open() runs once, before t0, so warm-up costs never delay the first scheduled sends."""
+    opened: list[float] = []
+
+    class Opening(FunctionClient):
+        async def open(self) -> None:
+            opened.append(time.perf_counter())
+
+    client = Opening(FunctionClient.scripted()._fn)
+    runner = LoadRunner(client, _requests(2), ClosedLoop(1))
+    await runner.run()
+    assert len(opened) == 1
+    assert opened[0] <= runner.t0
+
+
+async def test_open_warms_the_pool_without_raising_when_the_endpoint_is_down(
+    start_server: StartServer,
+) -> None:
+    """OpenAIClient.open() against a refusing port logs and returns; the requests then fail."""
+    server = await start_server(fault="refuse")
+    client = OpenAIClient(ClientConfig(base_url=server.url))
+    try:
+        await client.open()
+    finally:
+        await client.aclose()

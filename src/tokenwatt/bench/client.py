@@ -38,6 +38,11 @@ Api = Literal["completions", "chat"]
 class EndpointClient(Protocol):
     """Sends one request and yields its events: chunks, then one ``Done`` or ``Failure``."""
 
+    async def open(self) -> None:
+        """Get ready to send (pools, first connection); called before a run's clock starts.
+        Must not raise for endpoint failures: those show up on the first request."""
+        ...
+
     def stream(self, request: Request) -> AsyncIterator[StreamEvent]:
         """Send ``request``; yield timed events. Must not raise for endpoint failures."""
         ...
@@ -156,6 +161,15 @@ class OpenAIClient:
                 headers=self._headers,
             )
         return self._http
+
+    async def open(self) -> None:
+        """Create the pool and make one cheap request (``GET /v1/models``), so lazy imports and
+        the first connection are paid before the run's clock starts, not by its first sends."""
+        root = self.config.url.rsplit("/v1/", 1)[0]
+        try:
+            await self._client().get(root + "/v1/models", timeout=self.config.connect_timeout_s)
+        except httpx.HTTPError as exc:
+            log.info("warm-up request to %s failed (the run will report it): %r", root, exc)
 
     def body(self, request: Request) -> dict[str, Any]:
         """The JSON body sent for ``request``."""
@@ -294,6 +308,9 @@ class FunctionClient:
         """Record ``request`` and delegate to the function."""
         self.sent.append(request)
         return self._fn(request)
+
+    async def open(self) -> None:
+        """Nothing to prepare."""
 
     async def aclose(self) -> None:
         """Nothing to release."""

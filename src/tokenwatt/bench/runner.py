@@ -153,6 +153,7 @@ class LoadRunner:
 
     async def run(self) -> list[RequestRecord]:
         """Run to the limits; return the records (also kept in ``records``)."""
+        await self.client.open()
         self.t0 = time.perf_counter()
         tasks: set[asyncio.Task[None]] = set()
         try:
