@@ -78,3 +78,19 @@ def test_remove_frees_kv() -> None:
     assert s.remove("a") is not None
     assert s.kv.usage().reserved_tokens == 0
     assert s.remove("a") is None
+
+
+def test_decodes_round_robin_when_budget_is_smaller_than_batch() -> None:
+    """Three decoding requests and a 2-token budget: each step serves the two that waited."""
+    s = _scheduler(budget=3)
+    reqs = {rid: _req(rid, 1) for rid in "abc"}
+    for r in reqs.values():
+        s.add(r)
+    seen = []
+    for _ in range(4):
+        out = s.schedule()
+        for item in out.items:
+            reqs[item.request_id].num_computed += item.num_tokens
+        seen.append(tuple(i.request_id for i in out.items))
+        s.max_step_tokens = 2  # after the three prefills, less budget than running requests
+    assert seen == [("a", "b", "c"), ("a", "b"), ("c", "a"), ("b", "c")]

@@ -90,10 +90,15 @@ class Scheduler:
         """Plan the next step."""
         budget = self.max_step_tokens
         items: list[ScheduledItem] = []
-        for req in self.running:
-            if req.prefill_done and budget > 0:
-                items.append(ScheduledItem(req.request_id, req.num_computed, 1))
-                budget -= 1
+        decoding = [r for r in self.running if r.prefill_done]
+        served = decoding[:budget]
+        for req in served:
+            items.append(ScheduledItem(req.request_id, req.num_computed, 1))
+        budget -= len(served)
+        if len(served) < len(decoding):
+            # Budget smaller than the batch: who decoded goes to the back (round robin).
+            done = {id(r) for r in served}
+            self.running = [r for r in self.running if id(r) not in done] + served
         for req in self.running:
             if not req.prefill_done and budget > 0:
                 n = min(len(req.prompt_ids) - req.num_computed, budget)
