@@ -88,18 +88,24 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=5, help="calibration passes (medians)")
+    ap.add_argument("--step-tokens", type=int, default=1024, help="engine token budget per step")
     args = ap.parse_args()
 
     loaded = load_model(args.model, device="cpu")
-    # Prefill in one step (as the simulator's prefill iterations). One torch thread: on a shared
-    # 2-core machine a second intra-op thread waits on a busy core, and identical steps varied 10x.
-    engine_cfg = EngineConfig(max_batch=args.max_batch, max_step_tokens=4096, torch_threads=1)
+    # The engine fuses prompt chunks with decodes under a token budget: the simulator's chunked
+    # prefill does the same. One torch thread: on a shared 2-core machine a second intra-op
+    # thread waits on a busy core, and identical steps varied 10x.
+    engine_cfg = EngineConfig(
+        max_batch=args.max_batch, max_step_tokens=args.step_tokens, torch_threads=1
+    )
     torch.set_num_threads(1)
     meters = detect_meters()
     meter = CombinedMeter(meters) if meters else None
     batches = tuple(b for b in (1, 2, 4, 8, 16, 32) if b <= args.max_batch)
     spec = CalibrationSpec(
-        prefill_tokens=(32, 128, 256, 1024), decode_batches=batches, rounds=args.rounds
+        prefill_tokens=(32, 128, 256, args.step_tokens),
+        decode_batches=batches,
+        rounds=args.rounds,
     )
     t0 = time.perf_counter()
     profile = calibrate(
@@ -166,6 +172,7 @@ def main() -> None:
             kv_capacity_tokens=engine_cfg.kv_capacity_tokens,
             prefix_cache_tokens=0,
             request_overhead_s=overhead_s,
+            chunked_prefill=True,
         ),
     )
     res = simulate(cfg, reqs)
