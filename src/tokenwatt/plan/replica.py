@@ -1,9 +1,10 @@
 """One simulated replica: lifecycle, iteration-level continuous batching, and its energy.
 
-Each iteration is either a prefill of newly admitted requests or a decode step of the running
-batch (prefill first, as vLLM's default scheduler). In fast mode one scheduled "iteration end"
-covers every decode step until the next request finishes; an arrival that can join earlier
-shortens it to the first iteration boundary after the arrival, so both modes agree.
+Each iteration is a prefill of newly admitted requests or a decode step of the running batch
+(prefill first, as vLLM V0), or with chunked prefill a fused step of prompt chunks and decodes
+(vLLM V1). In fast mode one scheduled "iteration end" covers every decode step until the next
+request finishes; an arrival that can join earlier shortens it to the first iteration boundary
+after the arrival, so both modes agree.
 """
 
 from __future__ import annotations
