@@ -116,3 +116,36 @@ def test_engine_fault_fails_requests_instead_of_hanging(
         c = eng.generate("x", GREEDY, timeout_s=30)
         assert (c.finish_reason, c.error) == ("error", "RuntimeError: boom")
         assert eng.generate("x", GREEDY, timeout_s=30).finish_reason == "length"
+
+
+def test_mixed_load_with_aborts_leaks_nothing(tiny: LoadedModel) -> None:
+    """30 requests of mixed lengths, every third aborted early: all finish, KV returns to 0."""
+    import random
+    import threading
+
+    rng = random.Random(0)
+    finished: dict[str, RequestOutput] = {}
+    lock = threading.Lock()
+
+    def on_output(out: RequestOutput) -> None:
+        if out.finished:
+            with lock:
+                finished[out.request_id] = out
+
+    config = EngineConfig(max_batch=8, max_step_tokens=64, kv_capacity_tokens=2000)
+    with Engine(tiny, config) as eng:
+        ids = []
+        for i in range(30):
+            prompt = "p" * rng.randint(1, 120)
+            params = SamplingParams(max_tokens=rng.randint(1, 40), temperature=0.0)
+            ids.append(eng.submit(prompt, params, on_output, request_id=f"r{i}"))
+        for rid in ids[::3]:
+            eng.abort(rid)
+        deadline = time.monotonic() + 60
+        while len(finished) < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        _wait_idle(eng, timeout_s=10)
+        assert eng.stats().kv.reserved_tokens == 0
+    assert sorted(finished) == sorted(ids)
+    reasons = {o.finish_reason for o in finished.values()}
+    assert reasons <= {"stop", "length", "abort"}
