@@ -145,3 +145,40 @@ def test_calibrate_quick_writes_profile(tmp_path: Path) -> None:
         app, ["plan", "run", "-n", "20", "--set", f'profile_path="{prof}"', "--replicas", "1"]
     )
     assert run.exit_code == 0, run.output
+
+
+def test_sweep_runs_the_cross_product(tmp_path: Path) -> None:
+    """Two --vary axes of two values give four runs, each written as JSON."""
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "sweep",
+            "-n",
+            "100",
+            "--backend",
+            "serial",
+            "--vary",
+            'router="round_robin","least_outstanding"',
+            "--vary",
+            "autoscaler_params.replicas=1,2",
+            "--out-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    runs = sorted(tmp_path.glob("run-*.json"))
+    labels = [json.loads(p.read_text())["label"] for p in runs]
+    assert labels == [
+        "router=round_robin, autoscaler_params.replicas=1",
+        "router=round_robin, autoscaler_params.replicas=2",
+        "router=least_outstanding, autoscaler_params.replicas=1",
+        "router=least_outstanding, autoscaler_params.replicas=2",
+    ]
+
+
+def test_sweep_rejects_malformed_vary() -> None:
+    """--vary without values exits 2 with the expected form."""
+    result = runner.invoke(app, ["plan", "sweep", "-n", "10", "--vary", "router"])
+    assert result.exit_code == 2
+    assert "KEY=V1,V2" in " ".join(result.output.split())

@@ -23,6 +23,7 @@ from tokenwatt.plan.search import (
     TraceWorkload,
     Workload,
     search_min_energy,
+    sweep,
 )
 from tokenwatt.plan.simulator import simulate
 from tokenwatt.workload import Arrivals, TraceOptions
@@ -245,6 +246,61 @@ def search(
         if out is not None:
             best.to_json(out)
             console.print(f"result: {out}")
+
+
+@plan_app.command("sweep")
+def sweep_cmd(
+    trace: Path | None = _TRACE,
+    vary: list[str] = typer.Option(
+        ..., "--vary", help="KEY=V1,V2,... (repeat: the runs are the cross product)."
+    ),
+    config_file: Path | None = _CONFIG,
+    settings: list[str] = _SET,
+    workload: str = typer.Option("chat", "--workload", "-w", help="Synthetic workload."),
+    num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
+    rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
+    limit: int | None = typer.Option(None, "--limit", help="Read at most N trace requests."),
+    speedup: float = typer.Option(1.0, "--speedup", help="Replay the trace N times faster."),
+    backend: str = typer.Option("process", "--backend", help="serial, process or ray."),
+    workers: int | None = typer.Option(None, "--workers", help="Parallel processes."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Write one JSON per run here."),
+    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+) -> None:
+    """Run every combination of the --vary values, in parallel, and compare them."""
+    with user_errors():
+        if backend not in ("serial", "process", "ray"):
+            raise ConfigError(f"unknown backend {backend!r}; use serial, process or ray")
+        axes: list[tuple[str, list[Any]]] = []
+        for item in vary:
+            key, sep, values = item.partition("=")
+            tried = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
+            if not sep or not key.strip() or not tried:
+                raise ConfigError(
+                    f"--vary expects KEY=V1,V2 (e.g. scaling.max_replicas=4,8), got {item!r}"
+                )
+            axes.append((key.strip(), tried))
+        variants: list[dict[str, Any]] = [{}]
+        for key, tried in axes:
+            variants = [{**v, key: value} for v in variants for value in tried]
+        config = _config(config_file, settings, {})
+        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup)
+        results = sweep(config, variants, wl, cast(Backend, backend), workers)
+        labelled = [
+            PlanResult.from_dict(
+                {**r.to_dict(), "label": ", ".join(f"{k}={val}" for k, val in v.items())}
+            )
+            for r, v in zip(results, variants, strict=True)
+        ]
+        _print_table(labelled, "tokenwatt plan sweep")
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for i, r in enumerate(labelled):
+                r.to_json(out_dir / f"run-{i:03d}.json")
+            console.print(f"results: {out_dir}")
+        if html_path is not None:
+            write_report(labelled, html_path, "tokenwatt plan sweep")
+            console.print(f"report: {html_path}")
 
 
 @plan_app.command("presets")
