@@ -38,6 +38,7 @@ from tokenwatt.workload.agentic import AgenticSpec, agentic_sessions
 @dataclass
 class TurnResult:
     ttft_s: float
+    load_s: float
     energy_j: float
     prefill_energy_j: float
     cached_tokens: int
@@ -53,6 +54,7 @@ def run_turn(
     provider: WarehousePrefixProvider | None,
 ) -> TurnResult:
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+    load_before = provider.store.stats.snapshot().load_s_sum if provider else 0.0
     before = meter.read().energy_j
     start = time.perf_counter()
     core.add_request(rid, prompt, params)
@@ -73,7 +75,8 @@ def run_turn(
     energy = sum(after[n] - before.get(n, 0.0) for n in after)
     prefill = sum(at_first[n] - before.get(n, 0.0) for n in at_first)
     assert ttft is not None
-    return TurnResult(ttft, energy, prefill, cached, tuple(tokens))
+    load_s = provider.store.stats.snapshot().load_s_sum - load_before if provider else 0.0
+    return TurnResult(ttft, load_s, energy, prefill, cached, tuple(tokens))
 
 
 def _ids(rng: random.Random, n: int) -> list[int]:
@@ -171,6 +174,14 @@ def main() -> None:
     p_off = statistics.median(a.prefill_energy_j for a, _ in long)
     p_on = statistics.median(b.prefill_energy_j for _, b in long)
     print(f"\nturns with >= {args.threshold} cached tokens: {len(long)} of {len(rows)}")
+    new_tokens = statistics.median(
+        p - b.cached_tokens for p, _, b in rows if b.cached_tokens >= args.threshold
+    )
+    per_turn = statistics.median(a.ttft_s / b.ttft_s for a, b in long)
+    load_ms = 1000 * statistics.median(b.load_s for _, b in long)
+    print(f"median prompt tokens still prefilled with the warehouse on: {new_tokens:.0f}")
+    print(f"median warehouse lookup+load per turn: {load_ms:.1f} ms")
+    print(f"median of per-turn TTFT ratios: {per_turn:.1f}x")
     print(
         f"median TTFT: off {ttft_off:.3f} s, on {ttft_on:.3f} s -> {ttft_off / ttft_on:.1f}x lower"
     )
