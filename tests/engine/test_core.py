@@ -230,3 +230,22 @@ def test_profile_step_times_prefill_and_decode(tiny: LoadedModel) -> None:
     assert core.kv.usage().requests == 0
     with pytest.raises(ValueError, match="prefill_tokens > 0 or decode_batch > 0"):
         core.runner.profile_step()
+
+
+def test_failing_meter_never_fails_a_request(tiny: LoadedModel) -> None:
+    """A meter whose reads raise loses the energy figure, not the request."""
+
+    class BrokenMeter:
+        components = FixedPowerMeter({"cpu": 1.0}, scope="cpu").components
+
+        def read(self) -> object:
+            raise OSError("sensor gone")
+
+        def close(self) -> None:
+            pass
+
+    core = EngineCore(tiny, meter=BrokenMeter())  # type: ignore[arg-type]
+    core.add_request("r", [256, 1], SamplingParams(max_tokens=3, temperature=0, ignore_eos=True))
+    done = _run(core)["r"]
+    assert done.finish_reason == "length"
+    assert done.energy is not None and done.energy.energy_j == 0.0

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from tokenwatt.energy.meter import Meter
+from tokenwatt.energy.meter import Meter, Reading
 
 from .config import EngineConfig
 from .kv import KVCacheManager, NullPrefixProvider, PrefixProvider
@@ -138,7 +138,7 @@ class EngineCore:
         sched = self.scheduler.schedule()
         if not sched.items:
             return []
-        before = self.meter.read() if self.meter else None
+        before = self._read_meter()
         try:
             logits = self.execute(sched)
             sampled = self._sample(sched, logits)
@@ -208,15 +208,20 @@ class EngineCore:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _step_energy(self, before: object) -> dict[str, float] | None:
-        if self.meter is None or before is None:
+    def _read_meter(self) -> Reading | None:
+        if self.meter is None:
             return None
         try:
-            after = self.meter.read()
-        except Exception:  # a meter glitch loses one step's figure, not the request
+            return self.meter.read()
+        except Exception:  # a meter glitch loses one step's figure, never a request
             log.warning("meter read failed; this step's energy is not attributed", exc_info=True)
             return None
-        start = getattr(before, "energy_j", {})
+
+    def _step_energy(self, before: Reading | None) -> dict[str, float] | None:
+        after = self._read_meter() if before is not None else None
+        if before is None or after is None:
+            return None
+        start = before.energy_j
         return {n: max(0.0, j - start.get(n, 0.0)) for n, j in after.energy_j.items()}
 
     def _energy(self, req: RequestState) -> EnergyShare | None:
