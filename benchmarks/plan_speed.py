@@ -5,8 +5,9 @@ In the same run, median of ``--runs`` runs each:
   baseline  step mode: one event per batch iteration (the plain discrete-event simulation)
   fast      fast mode: one event per batch change, decode runs in closed form
 Both must give the same results (checked here, field by field). ``--stream-copies N`` then replays
-the trace N times back to back from the file (one hour later per copy) in fast mode, to show the
-streaming simulation's peak memory does not grow with the number of requests.
+the trace N times back to back from the file (each copy after the previous one) in fast mode, as
+Request objects and as numpy columns, to show the streaming simulation's peak memory does not
+grow with the number of requests.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tokenwatt.plan import PlanConfig, PlanResult, ScalingConfig, simulate
-from tokenwatt.workload import open_trace
+from tokenwatt.plan import PlanConfig, PlanResult, ScalingConfig, simulate, simulate_columns
+from tokenwatt.workload import TraceColumns, open_trace
 from tokenwatt.workload.types import Request
 
 DEFAULT_TRACE = (
@@ -83,9 +85,26 @@ def looped(path: Path, copies: int) -> Iterator[Request]:
         offset += last + 1.0
 
 
-def stream_child(path: Path, copies: int, replicas: int, autoscaler: str) -> dict[str, Any]:
+def looped_columns(path: Path, copies: int) -> Iterator[TraceColumns]:
+    """The trace's numpy chunks ``copies`` times, each copy shifted like ``looped``."""
+    offset = 0.0
+    for _ in range(copies):
+        last = 0.0
+        for chunk in open_trace(path).columns():
+            yield replace(chunk, arrival_s=chunk.arrival_s + offset)
+            last = float(chunk.arrival_s[-1])
+        offset += last + 1.0
+
+
+def stream_child(
+    path: Path, copies: int, replicas: int, autoscaler: str, columns: bool
+) -> dict[str, Any]:
     t0 = time.process_time()
-    res = simulate(config("fast", replicas, autoscaler), looped(path, copies))
+    cfg = config("fast", replicas, autoscaler)
+    if columns:
+        res = simulate_columns(cfg, looped_columns(path, copies))
+    else:
+        res = simulate(cfg, looped(path, copies))
     cpu = time.process_time() - t0
     return {
         "copies": copies,
@@ -105,9 +124,11 @@ def main() -> None:
     ap.add_argument("--step-runs", type=int, default=3, help="step-mode runs (median)")
     ap.add_argument("--stream-copies", type=int, default=20, help="0 skips the memory check")
     ap.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--child-columns", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(stream_child(args.trace, args.child, args.replicas, args.autoscaler)))
+        d = stream_child(args.trace, args.child, args.replicas, args.autoscaler, args.child_columns)
+        print(json.dumps(d))
         return
 
     requests = list(open_trace(args.trace))
@@ -131,9 +152,9 @@ def main() -> None:
     print(f"ratio fast / step:  {step_s / fast_s:.1f}x")
     print(f"results identical (rel 1e-9): {'yes' if not diff else 'NO: ' + ', '.join(diff)}")
     if args.stream_copies > 0:
-        for copies in (1, args.stream_copies):
-            out = subprocess.run(
-                [
+        for columns in (False, True):
+            for copies in (1, args.stream_copies):
+                cmd = [
                     sys.executable,
                     __file__,
                     "--trace",
@@ -144,17 +165,17 @@ def main() -> None:
                     args.autoscaler,
                     "--child",
                     str(copies),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            d = json.loads(out.stdout)
-            print(
-                f"streamed x{copies:<3d} {d['requests']:>9,d} requests from the file: "
-                f"{d['requests_per_s']:,.0f} requests/CPU-s incl. parsing, "
-                f"peak RSS {d['peak_rss_mib']:.0f} MiB"
-            )
+                ]
+                if columns:
+                    cmd.append("--child-columns")
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+                d = json.loads(out.stdout)
+                how = "numpy columns" if columns else "Request objects"
+                print(
+                    f"streamed x{copies:<3d} {d['requests']:>9,d} requests as {how:15s}: "
+                    f"{d['requests_per_s']:,.0f} requests/CPU-s incl. parsing, "
+                    f"peak RSS {d['peak_rss_mib']:.0f} MiB"
+                )
 
 
 if __name__ == "__main__":

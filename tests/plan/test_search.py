@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import PlanConfig
-from tokenwatt.plan.search import ListWorkload, SyntheticWorkload, search_min_energy, sweep
+from tokenwatt.plan.search import (
+    ListWorkload,
+    SyntheticWorkload,
+    TraceWorkload,
+    search_min_energy,
+    sweep,
+)
 
 from .conftest import poisson_requests
 
@@ -69,3 +77,24 @@ def test_search_rejects_bad_target() -> None:
     """A target outside (0, 1] is refused."""
     with pytest.raises(ConfigError, match="target attainment"):
         search_min_energy(PlanConfig(), "seed", [1], _workload(), 1.5)
+
+
+def test_columnar_trace_path_matches_requests(shared_traces: Path) -> None:
+    """Simulating numpy columns gives the result of simulating Request objects."""
+    from tokenwatt.plan.simulator import simulate, simulate_columns
+    from tokenwatt.workload import TraceOptions, open_trace
+
+    path = shared_traces / "azure_llm_2023_conv.csv"
+    opts = TraceOptions(limit=800)
+    cfg = PlanConfig(autoscaler="concurrency")
+    a = simulate(cfg, open_trace(path, options=opts)).to_dict()
+    b = simulate_columns(cfg, open_trace(path, options=opts).columns(chunk_rows=100)).to_dict()
+    a.pop("sim")
+    b.pop("sim")
+    assert a == b
+
+
+def test_trace_workload_reads_columns_unless_blocks_matter(shared_traces: Path) -> None:
+    """Azure traces take the columnar path; Mooncake (block ids) keeps Request objects."""
+    assert TraceWorkload(str(shared_traces / "azure_llm_2023_code.csv")).use_columns()
+    assert not TraceWorkload(str(shared_traces / "mooncake_synthetic.jsonl")).use_columns()

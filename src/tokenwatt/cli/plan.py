@@ -22,10 +22,10 @@ from tokenwatt.plan.search import (
     SyntheticWorkload,
     TraceWorkload,
     Workload,
+    run_workload,
     search_min_energy,
     sweep,
 )
-from tokenwatt.plan.simulator import simulate
 from tokenwatt.workload import Arrivals, TraceOptions
 
 from ._common import console, err_console, fail, user_errors
@@ -148,7 +148,7 @@ def run(
             shortcuts["autoscaler"] = autoscaler or "static"
         config = _config(config_file, settings, shortcuts)
         wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup)
-        result = simulate(config, wl)
+        result = run_workload(config, wl)
         _print_table([result], "tokenwatt plan")
         sim = result.sim
         err_console.print(

@@ -54,10 +54,11 @@ from tokenwatt.plan.search import (
     SearchResult,
     SyntheticWorkload,
     TraceWorkload,
+    run_workload,
     search_min_energy,
     sweep,
 )
-from tokenwatt.plan.simulator import Simulation, simulate
+from tokenwatt.plan.simulator import Simulation, simulate, simulate_columns
 
 __all__ = [
     "AcceleratorSpec",
@@ -103,8 +104,10 @@ __all__ = [
     "power_from_profile",
     "power_preset",
     "render_html",
+    "run_workload",
     "search_min_energy",
     "simulate",
+    "simulate_columns",
     "sweep",
     "write_profile",
     "write_report",

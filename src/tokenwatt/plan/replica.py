@@ -54,6 +54,24 @@ class SimRequest:
         self.cached_tokens = 0
         self.prefilled = 0
 
+    @classmethod
+    def from_counts(
+        cls, request_id: str, arrival_s: float, input_tokens: int, output_tokens: int
+    ) -> SimRequest:
+        """A request known only by its counts (the columnar trace path: no Request object)."""
+        r = cls.__new__(cls)
+        r.request_id = request_id
+        r.arrival_s = arrival_s
+        r.input_tokens = input_tokens
+        r.output_tokens = output_tokens
+        r.blocks = ()
+        r.block_tokens = 512
+        r.first_token_s = 0.0
+        r.finish_step = 0
+        r.cached_tokens = 0
+        r.prefilled = 0
+        return r
+
 
 @dataclass
 class ReplicaEnv:

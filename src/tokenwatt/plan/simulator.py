@@ -25,9 +25,10 @@ from tokenwatt.plan.replica import ReplicaEnv, SimRequest
 from tokenwatt.plan.results import PlanResult, build_result
 from tokenwatt.plan.routers import make_router
 from tokenwatt.plan.warehouse_model import Warehouse
+from tokenwatt.workload.traces import TraceColumns
 from tokenwatt.workload.types import Request
 
-__all__ = ["Simulation", "simulate"]
+__all__ = ["Simulation", "simulate", "simulate_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Simulation:
         self.events = 0
         self.last_tick_s = 0.0
         self._ingress_s = rc.request_overhead_s
-        self._source: Iterator[Request] | None = None
+        self._source: Iterator[SimRequest] | None = None
         self._last_arrival_s = 0.0
 
     def next_arrival(self) -> Arrival | None:
@@ -120,8 +121,6 @@ class Simulation:
         except StopIteration:
             self.exhausted = True
             return None
-        if not isinstance(req, Request):
-            raise TraceError(f"the workload yielded {type(req).__name__}, not a Request")
         if req.arrival_s < self._last_arrival_s:
             raise TraceError(
                 f"request {req.request_id} arrives at {req.arrival_s} s, before the previous "
@@ -129,13 +128,21 @@ class Simulation:
             )
         self._last_arrival_s = req.arrival_s
         # a constant delay keeps arrivals in order; latency still counts from arrival_s
-        return Arrival(req.arrival_s + self._ingress_s, SimRequest(req))
+        return Arrival(req.arrival_s + self._ingress_s, req)
 
     def run(self, requests: Iterable[Request]) -> PlanResult:
         """Simulate ``requests`` (arrival order, streamed) to the end; returns the result."""
+        return self._run(_from_requests(requests))
+
+    def run_columns(self, chunks: Iterable[TraceColumns]) -> PlanResult:
+        """Simulate numpy chunks from ``TraceReader.columns()`` (no Request objects: faster;
+        no prefix block ids, so no prefix reuse)."""
+        return self._run(_from_columns(chunks))
+
+    def _run(self, source: Iterator[SimRequest]) -> PlanResult:
         if self._source is not None:
             raise ConfigError("a Simulation runs once; build a new one for another run")
-        self._source = iter(requests)
+        self._source = source
         wall0 = time.perf_counter()
         heap: list[tuple[float, int, int, Event]] = []
         seq = 0
@@ -175,6 +182,37 @@ class Simulation:
             raise AssertionError(
                 f"planner bug: {self.metrics.arrived} arrived, {accounted} completed or dropped"
             )
+
+
+def _from_requests(requests: Iterable[Request]) -> Iterator[SimRequest]:
+    for req in requests:
+        if not isinstance(req, Request):
+            raise TraceError(f"the workload yielded {type(req).__name__}, not a Request")
+        yield SimRequest(req)
+
+
+def _from_columns(chunks: Iterable[TraceColumns]) -> Iterator[SimRequest]:
+    make = SimRequest.from_counts
+    for chunk in chunks:
+        first = chunk.first_index
+        rows = zip(
+            chunk.arrival_s.tolist(),
+            chunk.input_tokens.tolist(),
+            chunk.output_tokens.tolist(),
+            strict=True,
+        )
+        for i, (t, inp, out) in enumerate(rows):
+            yield make(f"row-{first + i}", t, inp, out)
+
+
+def simulate_columns(
+    config: PlanConfig,
+    chunks: Iterable[TraceColumns],
+    execution: ExecutionModel | None = None,
+    power: PowerModel | None = None,
+) -> PlanResult:
+    """Like ``simulate`` over ``open_trace(path).columns()``: the bulk path for long traces."""
+    return Simulation(config, execution=execution, power=power).run_columns(chunks)
 
 
 def simulate(
