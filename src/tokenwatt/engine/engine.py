@@ -96,15 +96,27 @@ class Completion:
 class OutputStream:
     """Outputs of one submitted request, as an async iterator (see ``Engine.open_stream``)."""
 
-    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        loop: asyncio.AbstractEventLoop,
+        observer: OutputCallback | None = None,
+    ) -> None:
         self.request_id = ""
         self._engine = engine
         self._loop = loop
+        self._observer = observer
         self._queue: asyncio.Queue[RequestOutput] = asyncio.Queue()
         self._done = False
 
     def deliver(self, out: RequestOutput) -> None:
-        """Engine-thread callback: hand ``out`` to the event loop."""
+        """Engine-thread callback: show ``out`` to the observer, then hand it to the loop."""
+        if self._observer is not None:
+            # Called even after the consumer left, so accounting sees aborted requests too.
+            try:
+                self._observer(out)
+            except Exception:
+                log.warning("output observer for %s failed", out.request_id, exc_info=True)
         # RuntimeError: the event loop is gone, so nobody is listening any more.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._queue.put_nowait, out)
@@ -261,13 +273,20 @@ class Engine:
         return Completion.join(outputs)
 
     def open_stream(
-        self, prompt: Prompt, params: SamplingParams, *, request_id: str | None = None
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        *,
+        request_id: str | None = None,
+        observer: OutputCallback | None = None,
     ) -> OutputStream:
         """Submit now (errors raise here) and return an async iterator over the outputs.
 
         Call from a running event loop; ``aclose()`` the stream to abort an unfinished request.
+        ``observer`` sees every output on the engine thread, including the final one of a
+        request aborted after its consumer left (accounting, metrics).
         """
-        stream = OutputStream(self, asyncio.get_running_loop())
+        stream = OutputStream(self, asyncio.get_running_loop(), observer)
         stream.request_id = self.submit(prompt, params, stream.deliver, request_id=request_id)
         return stream
 

@@ -107,8 +107,9 @@ def _wait(predicate: Any, timeout_s: float = 10.0) -> bool:
 
 
 def test_disconnect_mid_stream_frees_slot(server: RunningServer) -> None:
-    """Closing a long stream after the first chunk aborts the request and frees its KV."""
-    body = {**GOOD, "max_tokens": 8000, "stream": True, "ignore_eos": True}
+    """Closing a long stream after the first chunk aborts the request, frees its KV, and
+    still counts it for its tenant."""
+    body = {**GOOD, "max_tokens": 8000, "stream": True, "ignore_eos": True, "user": "quitter"}
     with (
         httpx.Client(timeout=30) as c,
         c.stream("POST", server.url + "/v1/completions", json=body) as r,
@@ -119,6 +120,19 @@ def test_disconnect_mid_stream_frees_slot(server: RunningServer) -> None:
         assert server.engine.stats().kv.requests == 1
     assert _wait(lambda: server.engine.stats().kv.requests == 0)
     assert server.engine.stats().running == 0
+
+    def tenants() -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(server.url + "/v1/tenants").json()["data"]
+        return data
+
+    # The final (abort) output reaches the accounting just after the stats snapshot.
+    assert _wait(lambda: "quitter" in tenants())
+    assert tenants()["quitter"]["requests"] == 1
+    assert tenants()["quitter"]["completion_tokens"] >= 1
+    assert (
+        'tokenwatt_requests_total{finish_reason="abort"} 1.0'
+        in httpx.get(server.url + "/metrics").text
+    )
 
 
 def test_queue_full_is_429_with_retry_after(tiny: LoadedModel) -> None:

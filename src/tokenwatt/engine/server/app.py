@@ -44,7 +44,11 @@ def _error_response(err: ApiError) -> JSONResponse:
 
 
 class _Call:
-    """One API call: its engine request, timings for the metrics, and the final completion."""
+    """One API call: its engine request, timings for the metrics, and the final completion.
+
+    ``observe`` runs on the engine thread (see ``Engine.open_stream``); ``outputs`` is read
+    by the handler only after the final output was observed.
+    """
 
     def __init__(self, app_state: _State, tenant: str, model: str) -> None:
         self.state = app_state
@@ -226,7 +230,7 @@ def _check_model(state: _State, model: str) -> None:
 def _open(call: _Call, prompt: str | list[int], params: SamplingParams, param: str) -> OutputStream:
     """Submit now, so refusals are proper HTTP errors (never events inside a 200 stream)."""
     try:
-        return call.state.engine.open_stream(prompt, params)
+        return call.state.engine.open_stream(prompt, params, observer=call.observe)
     except InvalidRequestError as exc:
         raise invalid(exc, param) from exc
     except EngineOverloadedError as exc:
@@ -244,8 +248,8 @@ async def _run(
 ) -> Completion:
     stream = _open(call, prompt, params, param)
     try:
-        async for out in stream:
-            call.observe(out)
+        async for _ in stream:
+            pass  # call.observe sees each output on the engine thread
     finally:
         await stream.aclose()
     failure = call.failure()
@@ -272,7 +276,6 @@ def _stream(
         first_chunk = True
         try:
             async for out in stream:
-                call.observe(out)
                 if out.finish_reason in ("abort", "error"):
                     err = call.failure()
                     if err is not None:
