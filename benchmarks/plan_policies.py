@@ -24,12 +24,14 @@ def main() -> None:
     ap.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
     ap.add_argument("--replicas", type=int, default=10)
     ap.add_argument("--accelerator", default="H100-SXM")
+    ap.add_argument("--power", default=None, help="power preset (e.g. H100-SXM-node)")
     ap.add_argument("--cold-start-s", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=1, help="local processes for the sweep")
     args = ap.parse_args()
 
     base = PlanConfig(
         accelerator=args.accelerator,
+        power=args.power,
         scaling=ScalingConfig(
             min_replicas=1, max_replicas=args.replicas, cold_start_s=args.cold_start_s
         ),

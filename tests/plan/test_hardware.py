@@ -34,6 +34,21 @@ def test_power_presets_follow_splitwisesim() -> None:
     assert all(p.label == f"preset:{name}" for name, p in POWER_PRESETS.items())
 
 
+def test_node_preset_folds_host_power_into_every_state() -> None:
+    """H100-SXM-node adds 275 W of host per GPU (DGX-H100 idle share) to each state."""
+    node = power_preset("H100-SXM-node")
+    assert node.scope == "node"
+    eff = node.with_host()
+    assert (eff.idle_w, eff.prefill_w, eff.decode_w(1), eff.decode_w(128)) == (
+        350.0,
+        975.0,
+        575.0,
+        875.0,
+    )
+    assert eff.host_w == 0.0
+    assert PowerModel().with_host() == PowerModel()
+
+
 def test_decode_power_rises_with_log_batch() -> None:
     """300 W at batch 1, 600 W at 128 and beyond, log2-linear between (ML.ENERGY v3 ends)."""
     p = PowerModel()

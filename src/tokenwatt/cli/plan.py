@@ -306,27 +306,33 @@ def sweep_cmd(
 @plan_app.command("presets")
 def presets() -> None:
     """List the accelerator, power and model presets with their sources."""
-    table = Table(title="accelerator presets")
-    for col in (
-        "name",
-        "memory GB",
-        "bandwidth TB/s",
-        "BF16 TFLOP/s",
-        "idle / prefill / decode W",
-    ):
+    table = Table(title="accelerator presets (--accelerator)")
+    for col in ("name", "memory GB", "bandwidth TB/s", "BF16 TFLOP/s", "TDP W"):
         table.add_column(col)
     for name, a in ACCELERATOR_PRESETS.items():
-        p = POWER_PRESETS[name]
         table.add_row(
             name,
             f"{a.memory_bytes / 1e9:.0f}",
             f"{a.bandwidth_bytes_per_s / 1e12:.2f}",
             f"{a.flops_per_s / 1e12:.0f}",
-            f"{p.idle_w:.0f} / {p.prefill_w:.0f} / {p.decode_min_w:.0f}-{p.decode_max_w:.0f}",
+            f"{a.tdp_w:.0f}",
         )
     console.print(table)
+    power = Table(title="power presets (--set power=NAME; default: the accelerator's)")
+    for col in ("name", "idle / prefill / decode W", "host W", "scope"):
+        power.add_column(col)
+    for name, p in POWER_PRESETS.items():
+        power.add_row(
+            name,
+            f"{p.idle_w:.0f} / {p.prefill_w:.0f} / {p.decode_min_w:.0f}-{p.decode_max_w:.0f}",
+            f"{p.host_w:.0f}",
+            p.scope,
+        )
+    console.print(power)
     for name, a in ACCELERATOR_PRESETS.items():
-        console.print(f"{name}: {a.source}; power: {POWER_PRESETS[name].source}")
+        console.print(f"{name}: {a.source}")
+    for name, p in POWER_PRESETS.items():
+        console.print(f"power {name}: {p.source}")
     models = Table(title="model presets")
     for col in ("name", "params", "weight GB", "KV bytes/token"):
         models.add_column(col)

@@ -7,7 +7,7 @@ of ours; results label energy from these presets with the source ``preset:<name>
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tokenwatt.errors import ConfigError
 
@@ -120,6 +120,9 @@ class PowerModel:
     """preset (published figures) or calibrated (measured by ``tokenwatt plan calibrate``)."""
     scope: str = "gpu"
     """What the watts cover (gpu, cpu, node...): one accelerator for presets."""
+    host_w: float = 0.0
+    """Watts of the server around each accelerator (CPUs, memory, fans, NICs) in every state
+    but off; 0 counts the accelerator alone."""
 
     def __post_init__(self) -> None:
         if self.kind not in ("preset", "calibrated"):
@@ -132,6 +135,7 @@ class PowerModel:
             decode_max_w=self.decode_max_w,
             cold_start_w=self.cold_start_w,
             load_w=self.load_w,
+            host_w=self.host_w,
         )
         if self.decode_max_w < self.decode_min_w:
             raise ConfigError(
@@ -145,6 +149,22 @@ class PowerModel:
     def label(self) -> str:
         """The energy source label, ``preset:<name>`` or ``calibrated:<name>``."""
         return f"{self.kind}:{self.name}"
+
+    def with_host(self) -> PowerModel:
+        """The same model with ``host_w`` folded into every state's watts (host_w then 0)."""
+        if self.host_w == 0:
+            return self
+        h = self.host_w
+        return replace(
+            self,
+            idle_w=self.idle_w + h,
+            prefill_w=self.prefill_w + h,
+            decode_min_w=self.decode_min_w + h,
+            decode_max_w=self.decode_max_w + h,
+            cold_start_w=self.cold_start_w + h,
+            load_w=self.load_w + h,
+            host_w=0.0,
+        )
 
     def decode_w(self, batch: int) -> float:
         """Power in watts of one accelerator decoding a batch of ``batch`` requests."""
@@ -167,6 +187,17 @@ POWER_PRESETS: dict[str, PowerModel] = {
     "H200-SXM": PowerModel(
         name="H200-SXM",
         source="assumed equal to H100-SXM (same 700 W TDP): SplitwiseSim; ML.ENERGY v3",
+    ),
+    # The server around each GPU: SplitwiseSim's DGX-H100 idles at 2,800 W with 8 GPUs at 75 W,
+    # leaving (2,800 - 8 x 75) / 8 = 275 W of host per GPU (its idle share, a lower bound).
+    "H100-SXM-node": PowerModel(
+        name="H100-SXM-node",
+        host_w=275.0,
+        scope="node",
+        source=(
+            "SplitwiseSim (H100 states; DGX-H100 2,800 W idle -> 275 W host per GPU); "
+            "ML.ENERGY v3 decode"
+        ),
     ),
     # SplitwiseSim gives A100 decode as one constant (250 W): no batch dependence published.
     "A100-SXM-80GB": PowerModel(

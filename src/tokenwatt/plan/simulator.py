@@ -71,7 +71,7 @@ class Simulation:
         self.warehouse = warehouse
         self.env = ReplicaEnv(
             execution=execution,
-            power=self.power,
+            power=self.power.with_host(),
             devices=config.devices_per_replica,
             metrics=self.metrics,
             timeline=self.timeline,
