@@ -31,9 +31,13 @@ def test_comparison_rows_have_one_value_per_result() -> None:
     """Every row carries one formatted value per result, energy source included."""
     rows = comparison_rows([_result("a"), _result("b")])
     assert all(len(values) == 2 for _, values in rows)
-    sources = dict(rows)["energy source / scope"]
-    assert all(v.startswith("preset:H100-SXM (SplitwiseSim") for v in sources)
-    assert all(v.endswith("timing: roofline / gpu") for v in sources)
+    assert dict(rows)["energy source / scope"] == ["preset:H100-SXM / gpu"] * 2
+
+
+def test_report_lists_full_energy_sources() -> None:
+    """The HTML names each result's full power and timing source."""
+    text = render_html([_result("a")])
+    assert "SplitwiseSim constant power model" in text and "timing: roofline" in text
 
 
 def test_render_handles_empty_timeline() -> None:

@@ -72,7 +72,10 @@ def comparison_rows(results: Sequence[PlanResult]) -> list[tuple[str, list[str]]
                 for r in results
             ],
         ),
-        ("energy source / scope", [f"{r.energy_source} / {r.energy_scope}" for r in results]),
+        (
+            "energy source / scope",
+            [f"{r.energy_source.split(' (')[0]} / {r.energy_scope}" for r in results],
+        ),
     ]
     return rows
 
@@ -139,6 +142,14 @@ def render_html(results: Sequence[PlanResult], title: str = "tokenwatt plan") ->
             ("Arrivals per interval", "arrivals", "requests"),
         )
     )
+    sources = (
+        "<ul>"
+        + "".join(
+            f"<li>{html.escape(label)}: {html.escape(r.energy_source)}</li>"
+            for label, r in zip(labels, results, strict=True)
+        )
+        + "</ul>"
+    )
     note = (
         "Energy is simulated from the power model named in each column (published figures, not "
         "measurements); scope: accelerators. Facility rows apply PUE, ERF and carbon intensity."
@@ -151,7 +162,7 @@ def render_html(results: Sequence[PlanResult], title: str = "tokenwatt plan") ->
         "text-align:right}td:first-child{text-align:left}figure{margin:1em 0}"
         "</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(note)}</p>"
-        f"<table><tr><th>metric</th>{head}</tr>{body}</table>{charts}</body></html>"
+        f"<table><tr><th>metric</th>{head}</tr>{body}</table>{sources}{charts}</body></html>"
     )
 
 
