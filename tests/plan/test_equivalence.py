@@ -1,0 +1,66 @@
+"""Fast mode equals step mode over seeded random configurations (a property check)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tokenwatt.plan.config import (
+    PlanConfig,
+    ReplicaConfig,
+    ScalingConfig,
+    TierSpec,
+    WarehouseConfig,
+)
+from tokenwatt.plan.simulator import simulate
+from tokenwatt.workload.types import Request
+
+from .conftest import poisson_requests
+from .test_simulator import _same
+
+
+def _case(k: int) -> tuple[PlanConfig, list[Request]]:
+    rng = random.Random(k)
+    auto = rng.choice(["static", "concurrency", "queue_kv", "predictive"])
+    tiers = (TierSpec("dram", rng.choice([1e8, 1e10]), 25e9),) if rng.random() < 0.5 else ()
+    cfg = PlanConfig(
+        router=rng.choice(["round_robin", "least_outstanding", "prefix_aware"]),
+        autoscaler=auto,  # type: ignore[arg-type]
+        autoscaler_params={"replicas": rng.randint(0, 3)} if auto == "static" else {},
+        scaling=ScalingConfig(
+            min_replicas=rng.randint(0, 1),
+            max_replicas=rng.randint(1, 5),
+            scale_down_delay_s=rng.choice([0, 10, 60]),
+            scale_up_delay_s=rng.choice([0, 4]),
+            cold_start_s=rng.choice([0, 3, 20]),
+            cold_start_jitter_s=rng.choice([0, 5]),
+        ),
+        replica=ReplicaConfig(
+            max_batch=rng.choice([1, 4, 32]),
+            kv_capacity_tokens=rng.choice([5000, 50000]),
+            max_prefill_tokens=rng.choice([256, 2048]),
+            chunked_prefill=rng.random() < 0.5,
+            prefix_cache_tokens=rng.choice([0, 200, None]),
+            request_overhead_s=rng.choice([0.0, 0.01]),
+        ),
+        warehouse=WarehouseConfig(tiers),
+        drop_after_s=rng.choice([None, 5.0, 60.0]),
+        seed=k,
+    )
+    reqs = poisson_requests(
+        rng.randint(20, 150),
+        rng.choice([1.0, 5.0, 30.0]),
+        seed=k,
+        input_tokens=(1, 4000),
+        output_tokens=(1, 500),
+        blocks=rng.choice([0, 2, 5]),
+    )
+    return cfg, reqs
+
+
+@pytest.mark.parametrize("k", range(12))
+def test_random_configuration_fast_equals_step(k: int) -> None:
+    """Seeded random routers, autoscalers, limits, warehouses and chunking: same results."""
+    cfg, reqs = _case(k)
+    _same(simulate(cfg, reqs).to_dict(), simulate(cfg.replace(mode="step"), reqs).to_dict())
