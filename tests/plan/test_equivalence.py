@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -13,7 +14,7 @@ from tokenwatt.plan.config import (
     TierSpec,
     WarehouseConfig,
 )
-from tokenwatt.plan.simulator import simulate
+from tokenwatt.plan.simulator import Simulation, simulate
 from tokenwatt.workload.types import Request
 
 from .conftest import poisson_requests
@@ -64,3 +65,20 @@ def test_random_configuration_fast_equals_step(k: int) -> None:
     """Seeded random routers, autoscalers, limits, warehouses and chunking: same results."""
     cfg, reqs = _case(k)
     _same(simulate(cfg, reqs).to_dict(), simulate(cfg.replace(mode="step"), reqs).to_dict())
+
+
+@pytest.mark.parametrize("k", range(12))
+def test_random_configuration_conserves_energy(k: int) -> None:
+    """Over the same random cases, energy equals the integral of each replica's power steps."""
+    cfg, reqs = _case(k)
+    sim = Simulation(cfg, record_power=True)
+    res = sim.run(reqs)
+    integral = 0.0
+    for r in sim.fleet.replicas:
+        log = r.power_log
+        for (t0, p), (t1, _) in itertools.pairwise(log):
+            integral += p * (t1 - t0)
+        if log:
+            integral += log[-1][1] * max(0.0, res.duration_s - log[-1][0])
+    assert integral == pytest.approx(res.energy_j, rel=1e-9, abs=1e-9)
+    assert res.completed + sum(res.dropped.values()) == res.arrived == len(reqs)
