@@ -83,5 +83,5 @@ def test_build_store_tiers_in_order(tmp_path: Path) -> None:
     assert [t.tier.name for t in store.tiers] == ["dram", "disk", "redis"]
     assert store.tiers[0].verify_payload is False
     assert isinstance(store.tiers[1].admission, SeenAtLeast)
-    assert store.tiers[2].timeout_s == pytest.approx(2.0)
+    assert store.tiers[2].timeout_s == pytest.approx(1.0)
     assert not (tmp_path / "d").exists()

@@ -156,7 +156,8 @@ def build_store(config: WarehouseConfig, *, fingerprint: str) -> TieredStore:
             ttl_s=config.redis_ttl_s,
             socket_timeout_s=config.redis_timeout_s,
         )
-        tiers.append(TierConfig(redis, timeout_s=config.redis_timeout_s * 4, promote=True))
+        # Connect plus one command: a dead server costs at most this, once per backoff period.
+        tiers.append(TierConfig(redis, timeout_s=config.redis_timeout_s * 2))
     store_config = StoreConfig(
         backoff_initial_s=config.backoff_initial_s,
         backoff_max_s=max(60.0, config.backoff_initial_s),

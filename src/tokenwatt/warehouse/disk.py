@@ -32,6 +32,8 @@ class DiskTier(TierBase):
     """Blocks as files under ``root``, at most ``capacity_bytes`` of them.
 
     The directory is opened (scanned and checked) lazily on first use, or by :meth:`open`.
+    One process writes a directory at a time: the index lives in this process, so blocks that
+    another process adds appear only after a reopen (removals are noticed on read).
     """
 
     def __init__(
