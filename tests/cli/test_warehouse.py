@@ -16,7 +16,7 @@ from tokenwatt.warehouse.keys import fingerprint_digest
 from tokenwatt.warehouse.redis_tier import RedisTier
 
 # The real redis-server fixtures live with the warehouse tests; reuse them here.
-from ..warehouse.conftest import redis_server, redis_url  # noqa: F401
+from ..warehouse.conftest import redis_cluster, redis_server, redis_url  # noqa: F401
 
 A, B, C = "aa" * 16, "bb" * 16, "cc" * 16
 FP = fingerprint_digest("m")
@@ -144,3 +144,18 @@ def test_redis_verify_and_clear(redis_url: str) -> None:  # noqa: F811
     assert "removed 2 blocks" in result.output
     assert list(tier.iter_keys()) == []
     tier.close()
+
+
+@pytest.mark.slow
+def test_redis_cluster_stats(redis_cluster: str) -> None:  # noqa: F811
+    """stats --cluster counts blocks spread over the 3-node cluster."""
+    tier = RedisTier(redis_cluster, cluster=True)
+    keys = [f"{i:032x}" for i in range(12)]
+    tier.put_many([(k, _block(k), 0.0) for k in keys])
+    result = CliRunner().invoke(
+        app, ["warehouse", "stats", "--redis", redis_cluster, "--cluster", "--json"]
+    )
+    tier.clear()
+    tier.close()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["blocks"] == 12

@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from prometheus_client import CollectorRegistry, generate_latest
 
 from tokenwatt.engine.config import EngineConfig
 from tokenwatt.engine.core import EngineCore
 from tokenwatt.engine.engine import Completion
+from tokenwatt.engine.kv import KVLayout, PrefixKV
 from tokenwatt.engine.model import LoadedModel
 from tokenwatt.engine.request import RequestOutput
 from tokenwatt.engine.runner import ModelRunner
@@ -292,4 +294,27 @@ def test_metrics_on_a_registry(tiny_model: LoadedModel, prompt: list[int]) -> No
     text = generate_latest(registry).decode()
     assert 'tokenwatt_warehouse_hits_total{tier="dram"} 7.0' in text
     assert "tokenwatt_warehouse_tokens_served_total 112.0" in text
+    provider.close()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_kv_round_trip_is_bit_exact(dtype: torch.dtype) -> None:
+    """Blocks stored and loaded come back bit for bit, bfloat16 included (numpy lacks it)."""
+    layout = KVLayout(num_layers=2, num_kv_heads=2, head_dim=4, dtype=dtype, block_tokens=4,
+                      fingerprint=f"fake-{dtype}")  # fmt: skip
+    store = build_store(WarehouseConfig(dram_bytes=1 << 20), fingerprint=layout.fingerprint)
+    provider = WarehousePrefixProvider(store, layout)
+    gen = torch.Generator().manual_seed(0)
+    kv = PrefixKV(
+        keys=tuple(torch.randn(2, 8, 4, generator=gen).to(dtype) for _ in range(2)),
+        values=tuple(torch.randn(2, 8, 4, generator=gen).to(dtype) for _ in range(2)),
+    )
+    tokens = list(range(8))
+    provider.on_blocks_ready(tokens, kv)
+    assert provider.flush()
+    got = provider.lookup([*tokens, 99])
+    assert got is not None and got.num_tokens == 8
+    for a, b in zip((*got.keys, *got.values), (*kv.keys, *kv.values), strict=True):
+        assert a.dtype == dtype
+        assert torch.equal(a.view(torch.uint8), b.contiguous().view(torch.uint8))
     provider.close()
