@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import random
 import statistics
 import tempfile
@@ -89,6 +90,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=5, help="calibration passes (medians)")
     ap.add_argument("--step-tokens", type=int, default=1024, help="engine token budget per step")
+    ap.add_argument(
+        "--no-token-overhead",
+        dest="token_overhead",
+        action="store_false",
+        help="leave the per-token serving cost out of the simulation",
+    )
     args = ap.parse_args()
 
     loaded = load_model(args.model, device="cpu")
@@ -121,6 +128,8 @@ def main() -> None:
         Request(f"p{i}", 0.4 * i, 128, 1, prompt=synth.unique(128, f"p{i}")) for i in range(10)
     ]
     warm = [Request(f"w{i}", 0.0, 64, 8, prompt=synth.unique(64, f"w{i}")) for i in range(4)]
+    # a batch of 8 streams at once calibrates the per-token serving cost (inter-token gaps)
+    burst = [Request(f"s{i}", 0.0, 64, 64, prompt=synth.unique(64, f"s{i}")) for i in range(8)]
 
     engine = Engine(loaded, engine_cfg).start()
     server = start_server(engine, ServeConfig(model=args.model, port=0))
@@ -128,6 +137,7 @@ def main() -> None:
     marks: dict[str, float] = {}
     client = OpenAIClient(ClientConfig(base_url=server.url, model=args.model, ignore_eos=True))
     probe_run = LoadRunner(client, probes, TraceReplay(), RunLimits())
+    burst_run = LoadRunner(client, burst, TraceReplay(), RunLimits())
     runner = LoadRunner(client, reqs, TraceReplay(), RunLimits())
 
     async def run() -> None:
@@ -135,6 +145,7 @@ def main() -> None:
             # first requests pay one-off costs (HTTP connections, allocator growth)
             await LoadRunner(client, warm, TraceReplay(), RunLimits()).run()
             await probe_run.run()  # isolated requests: the serving overhead
+            await burst_run.run()
             marks.update(e0=energy(meter), cpu0=thread_cpu_s(proc, engine))
             t = time.perf_counter()
             await runner.run()
@@ -151,6 +162,9 @@ def main() -> None:
     probe_ttft = [r.first_token_s - r.start_s for r in probe_run.records if r.first_token_s]
     prefill_128 = ProfileModel.from_file(profile_path).prefill_s(128, 1)
     overhead_s = max(0.0, statistics.median(probe_ttft) - prefill_128)
+    gaps = [b - a for r in burst_run.records for a, b in itertools.pairwise(r.chunk_times_s)]
+    step_8 = ProfileModel.from_file(profile_path).decode_s(8, 8 * (64 + 32), 1)
+    token_s = max(0.0, (statistics.median(gaps) - step_8) / 8) if args.token_overhead else 0.0
     records = [r for r in runner.records if r.ok and r.first_token_s is not None]
     ttfts = [r.first_token_s - r.start_s for r in records if r.first_token_s is not None]
     span = max(r.end_s for r in records) - min(r.start_s for r in records)
@@ -172,6 +186,7 @@ def main() -> None:
             kv_capacity_tokens=engine_cfg.kv_capacity_tokens,
             prefix_cache_tokens=0,
             request_overhead_s=overhead_s,
+            token_overhead_s=token_s,
             chunked_prefill=True,
         ),
     )
@@ -188,7 +203,10 @@ def main() -> None:
         f"model {args.model}: {len(records)}/{len(reqs)} requests ok, Poisson {args.rate}/s, "
         f"max batch {args.max_batch}; calibration {calib_s:.1f} s; run {marks['wall']:.1f} s"
     )
-    print(f"serving overhead per request (isolated probes): {overhead_s * 1e3:.2f} ms")
+    print(
+        f"serving overhead: {overhead_s * 1e3:.2f} ms per request (isolated probes), "
+        f"{token_s * 1e3:.3f} ms per token (8 concurrent streams)"
+    )
     print(f"predicted energy: {res.energy_source}; measured with {', '.join(sources)}")
     print(f"{'figure':18s} {'predicted':>10s} {'measured':>10s} {'ratio':>7s}")
     for key, m in measured.items():

@@ -12,6 +12,7 @@ from tokenwatt.plan.execution import (
     ExecutionModel,
     ProfileModel,
     RooflineModel,
+    ServingOverhead,
     decode_steps_until,
     linear_max_sum,
 )
@@ -126,6 +127,14 @@ def test_profile_missing_file(tmp_path: Path) -> None:
     """A missing profile points at `tokenwatt plan calibrate`."""
     with pytest.raises(ConfigError, match="plan calibrate"):
         ProfileModel.from_file(tmp_path / "none.json")
+
+
+def test_serving_overhead_adds_per_emitted_token() -> None:
+    """Prefill emits one token per request, each decode iteration one per request."""
+    inner = ProfileModel(prefill_table=((1.0, 0.5),), decode_table=((1.0, 0.01),))
+    m = ServingOverhead(inner, token_s=0.001)
+    assert m.prefill_s(100, 3) == pytest.approx(0.5 + 0.003)
+    assert m.decode_s(4, 0, 10) == pytest.approx(10 * (0.01 + 0.004))
 
 
 @pytest.mark.parametrize("model", [RooflineModel(), ProfileModel()])

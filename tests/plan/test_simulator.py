@@ -48,6 +48,14 @@ def test_request_overhead_adds_to_ttft(constant_model: ConstantModel) -> None:
     assert res.latency_s["e2e_mean"] == pytest.approx(2.25)
 
 
+def test_token_overhead_stretches_every_iteration(constant_model: ConstantModel) -> None:
+    """A per-token serving cost adds batch x cost to each iteration (1 token per prefill)."""
+    cfg = _one_replica(**{"replica.token_overhead_s": 0.05})
+    res = simulate(cfg, [Request("a", 0.0, 100, 11)], constant_model, FLAT_POWER)
+    assert res.latency_s["ttft_mean"] == pytest.approx(1.05)
+    assert res.latency_s["e2e_mean"] == pytest.approx(1.05 + 10 * 0.15)
+
+
 def test_arrival_during_prefill_waits_for_next_iteration(constant_model: ConstantModel) -> None:
     """A request arriving mid-prefill is prefilled at the next boundary, then both decode."""
     reqs = [Request("a", 0.0, 100, 11), Request("b", 0.5, 100, 11)]

@@ -52,6 +52,9 @@ class ReplicaConfig:
     request_overhead_s: float = 0.0
     """Fixed seconds each request spends outside engine steps before it can be scheduled
     (HTTP, tokenization, queue hand-off); it adds to TTFT and end-to-end latency."""
+    token_overhead_s: float = 0.0
+    """Serving seconds per token a step emits (detokenising, streaming), added to every
+    iteration: batch x this for decodes, one per finished prompt for prefills."""
     prefix_cache_tokens: int | None = None
     """Tokens of finished prompts a replica keeps for prefix reuse; None: a quarter of its KV
     capacity (an assumption: idle KV blocks vLLM keeps), 0: no reuse on the replica."""
@@ -66,6 +69,10 @@ class ReplicaConfig:
         _check(
             self.request_overhead_s >= 0 and math.isfinite(self.request_overhead_s),
             f"replica: request_overhead_s must be >= 0, got {self.request_overhead_s}",
+        )
+        _check(
+            self.token_overhead_s >= 0 and math.isfinite(self.token_overhead_s),
+            f"replica: token_overhead_s must be >= 0, got {self.token_overhead_s}",
         )
         _check(
             self.prefix_cache_tokens is None or self.prefix_cache_tokens >= 0,

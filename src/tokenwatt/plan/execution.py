@@ -23,6 +23,7 @@ __all__ = [
     "ExecutionModel",
     "ProfileModel",
     "RooflineModel",
+    "ServingOverhead",
     "decode_steps_until",
     "linear_max_sum",
 ]
@@ -224,3 +225,21 @@ class ProfileModel:
         slope = self.decode_s_per_context_token
         base = _interp(xs, ys, float(batch)) + slope * context_tokens
         return linear_max_sum(0.0, base, slope * batch, steps)
+
+
+@dataclass(frozen=True)
+class ServingOverhead:
+    """An execution model plus a serving cost per emitted token (detokenising, streaming)."""
+
+    inner: ExecutionModel
+    """The model of the engine's steps."""
+    token_s: float = 0.0
+    """Seconds per token an iteration emits."""
+
+    def prefill_s(self, tokens: int, batch: int, attention_pairs: int = 0) -> float:
+        """The inner prefill plus one emitted token per request."""
+        return self.inner.prefill_s(tokens, batch, attention_pairs) + self.token_s * batch
+
+    def decode_s(self, batch: int, context_tokens: int, steps: int) -> float:
+        """The inner decode run plus ``batch`` emitted tokens per iteration."""
+        return self.inner.decode_s(batch, context_tokens, steps) + self.token_s * batch * steps

@@ -17,7 +17,12 @@ from tokenwatt.plan.autoscalers import ScalingGovernor, make_autoscaler
 from tokenwatt.plan.calibrate import power_from_profile
 from tokenwatt.plan.config import PlanConfig
 from tokenwatt.plan.events import Arrival, Event, Tick
-from tokenwatt.plan.execution import ExecutionModel, ProfileModel, RooflineModel
+from tokenwatt.plan.execution import (
+    ExecutionModel,
+    ProfileModel,
+    RooflineModel,
+    ServingOverhead,
+)
 from tokenwatt.plan.fleet import Fleet
 from tokenwatt.plan.hardware import PowerModel, accelerator_preset, model_preset, power_preset
 from tokenwatt.plan.metrics import Metrics, Timeline
@@ -53,6 +58,8 @@ class Simulation:
             execution = (
                 ProfileModel.from_file(config.profile_path) if config.profile_path else roofline
             )
+        if config.replica.token_overhead_s > 0:
+            execution = ServingOverhead(execution, config.replica.token_overhead_s)
         self.execution = execution
         if power is None and config.profile_path and config.power is None:
             power = power_from_profile(config.profile_path)
