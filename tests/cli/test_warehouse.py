@@ -159,3 +159,11 @@ def test_redis_cluster_stats(redis_cluster: str) -> None:  # noqa: F811
     tier.close()
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["blocks"] == 12
+
+
+def test_stats_on_a_plain_directory_creates_nothing(tmp_path: Path) -> None:
+    """Inspecting a directory that holds no warehouse reports 0 blocks and leaves it untouched."""
+    result = CliRunner().invoke(app, ["warehouse", "stats", "--disk", str(tmp_path), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["blocks"] == 0
+    assert list(tmp_path.iterdir()) == []

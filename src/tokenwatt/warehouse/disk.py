@@ -68,19 +68,17 @@ class DiskTier(TierBase):
     # -- opening and the index ------------------------------------------------------------
 
     def open(self) -> DiskTier:
-        """Create the directory if needed and rebuild the index from it (idempotent)."""
+        """Create the directory if needed and rebuild the index from it (idempotent).
+
+        With ``repair=False`` (inspection) nothing is created or removed.
+        """
         with self._lock:
             if self._opened:
                 return self
-            try:
-                (self.root / "blocks").mkdir(parents=True, exist_ok=True)
-                (self.root / "tmp").mkdir(exist_ok=True)
-            except OSError as exc:
-                raise WarehouseError(
-                    f"cannot use {self.root} as a disk tier ({exc.strerror}); "
-                    "pick a writable directory"
-                ) from None
-            for leftover in (self.root / "tmp").iterdir():
+            if self.repair:
+                self._create_dirs()
+            tmp = self.root / "tmp"
+            for leftover in tmp.iterdir() if tmp.is_dir() else ():
                 self._reject(leftover, "temporary file left by an interrupted write")
             found: list[tuple[float, str, int]] = []
             for path in (self.root / "blocks").glob(f"*/*{_SUFFIX}"):
@@ -103,6 +101,15 @@ class DiskTier(TierBase):
                     "removed" if self.repair else "kept: repair is off",
                 )
             return self
+
+    def _create_dirs(self) -> None:
+        try:
+            (self.root / "blocks").mkdir(parents=True, exist_ok=True)
+            (self.root / "tmp").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(
+                f"cannot use {self.root} as a disk tier ({exc.strerror}); pick a writable directory"
+            ) from None
 
     def _reject(self, path: Path, reason: str) -> None:
         self.bad_files.append((path, reason))
@@ -164,6 +171,8 @@ class DiskTier(TierBase):
             if size > self.capacity_bytes:
                 return
         tmp = self.root / "tmp" / f"{key}.{uuid.uuid4().hex}.tmp"
+        if not tmp.parent.is_dir():
+            self._create_dirs()  # opened for inspection (repair=False), now written to
         with tmp.open("wb") as f:
             f.write(value)
             if self.fsync:
@@ -173,7 +182,7 @@ class DiskTier(TierBase):
             if key in self._index or not self._make_room(size):
                 tmp.unlink(missing_ok=True)
                 return
-            path.parent.mkdir(exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, path)
             self._index[key] = size
             self._used += size
