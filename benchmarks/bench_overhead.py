@@ -214,9 +214,15 @@ def sustainable_rate(
             if best:
                 mid = (best + rate) / 2
                 mid_point = run_point(mid)
-                if stable(mid_point, mid, max_lag_s):
+                mid_ok = stable(mid_point, mid, max_lag_s)
+                if mid_ok:
                     best = mid
-                print(f"    {mid:7.0f}/s -> {mid_point[0]:7.1f}/s done: bisection", flush=True)
+                print(
+                    f"    {mid:7.0f}/s -> {mid_point[0]:7.1f}/s done, send lag p99 "
+                    f"{mid_point[1] * 1e3:7.2f} ms, failed {mid_point[2]}: "
+                    f"{'stable' if mid_ok else 'UNSTABLE'} (bisection)",
+                    flush=True,
+                )
             break
         best = rate
         rate *= 2

@@ -8,8 +8,10 @@ event instead of an exception. ``FunctionClient`` turns a function into a client
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import httpx
 
+from tokenwatt.bench._pool import SHARD_CONNECTIONS, ShardedPool
 from tokenwatt.bench.record import Chunk, Done, ErrorKind, Failure, StreamEvent
 from tokenwatt.errors import ConfigError
 from tokenwatt.workload.types import Request
@@ -127,7 +130,7 @@ class _StreamFailed(Exception):
 
 
 class OpenAIClient:
-    """OpenAI-compatible streaming client over one shared ``httpx.AsyncClient``.
+    """OpenAI-compatible streaming client over httpx (a sharded pool: see ``_pool``).
 
     ``transport`` replaces the network (``httpx.MockTransport`` in tests). The pool is opened on
     first use, so constructing one does no I/O.
@@ -138,38 +141,48 @@ class OpenAIClient:
     ) -> None:
         self.config = config
         self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self._pool: ShardedPool | None = None
+        self._verify: ssl.SSLContext | bool | None = None
         self._headers = {"Accept": "text/event-stream"}
         if config.api_key:
             self._headers["Authorization"] = f"Bearer {config.api_key}"
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
+    def _make_shard(self, connections: int) -> httpx.AsyncClient:
+        cfg = self.config
+        if self._verify is None:
+            # Loading CA certificates blocks the event loop for ~0.1 s: do it once, and only
+            # where TLS is used; every shard shares the context.
+            tls = cfg.base_url.startswith("https://")
+            self._verify = ssl.create_default_context() if tls else False
+        return httpx.AsyncClient(
+            transport=self._transport,
+            verify=self._verify,
+            timeout=httpx.Timeout(
+                connect=cfg.connect_timeout_s, read=cfg.stall_timeout_s, write=30.0, pool=None
+            ),
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            headers=self._headers,
+        )
+
+    def _shards(self) -> ShardedPool:
+        if self._pool is None:
             cfg = self.config
-            self._http = httpx.AsyncClient(
-                transport=self._transport,
-                # Loading CA certificates blocks the event loop for ~0.1 s on first use: only
-                # pay it where TLS is used (a stall there would delay the first sends).
-                verify=cfg.base_url.startswith("https://"),
-                timeout=httpx.Timeout(
-                    connect=cfg.connect_timeout_s, read=cfg.stall_timeout_s, write=30.0, pool=None
-                ),
-                limits=httpx.Limits(
-                    max_connections=cfg.max_connections,
-                    max_keepalive_connections=cfg.max_connections,
-                ),
-                headers=self._headers,
-            )
-        return self._http
+            # A given transport (a mock) is one pool already: no point sharding it.
+            size = cfg.max_connections if self._transport is not None else SHARD_CONNECTIONS
+            self._pool = ShardedPool(self._make_shard, cfg.max_connections, size)
+        return self._pool
 
     async def open(self) -> None:
         """Create the pool and make one cheap request (``GET /v1/models``), so lazy imports and
         the first connection are paid before the run's clock starts, not by its first sends."""
         root = self.config.url.rsplit("/v1/", 1)[0]
+        index, http = self._shards().acquire()
         try:
-            await self._client().get(root + "/v1/models", timeout=self.config.connect_timeout_s)
+            await http.get(root + "/v1/models", timeout=self.config.connect_timeout_s)
         except httpx.HTTPError as exc:
             log.info("warm-up request to %s failed (the run will report it): %r", root, exc)
+        finally:
+            self._shards().release(index)
 
     def body(self, request: Request) -> dict[str, Any]:
         """The JSON body sent for ``request``."""
@@ -197,9 +210,10 @@ class OpenAIClient:
         cfg = self.config
         deadline = asyncio.get_running_loop().time() + cfg.timeout_s
         status: int | None = None
+        index, http = self._shards().acquire()
         try:
             async with asyncio.timeout_at(deadline):
-                ctx = self._client().stream("POST", cfg.url, json=self.body(request))
+                ctx = http.stream("POST", cfg.url, json=self.body(request))
                 response = await ctx.__aenter__()
             try:
                 status = response.status_code
@@ -227,6 +241,8 @@ class OpenAIClient:
             yield Failure(time.perf_counter(), "reset", f"connection lost: {exc!r}", status)
         except httpx.HTTPError as exc:
             yield Failure(time.perf_counter(), "other", repr(exc), status)
+        finally:
+            self._shards().release(index)
 
     async def _events(
         self, response: httpx.Response, deadline: float
@@ -250,6 +266,7 @@ class OpenAIClient:
                     continue  # blank separators, comments, event: and id: fields
                 payload = line[5:].strip()
                 if payload == b"[DONE]":
+                    await _drain(reader, deadline)
                     yield Done(now, usage, response.status_code)
                     return
                 text, chunk_usage = _parse_payload(payload, chat)
@@ -261,9 +278,21 @@ class OpenAIClient:
 
     async def aclose(self) -> None:
         """Close the connection pool."""
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
+
+
+async def _drain(reader: AsyncIterator[bytes], deadline: float) -> None:
+    """Read the body to its end (the chunked terminator follows ``[DONE]``), so the connection
+    goes back to the pool instead of being closed: reuse is what keeps high rates cheap."""
+    loop = asyncio.get_running_loop()
+    # The terminator arrives at once from a well-behaved server; never wait long for it.
+    limit = min(deadline, loop.time() + 1.0)
+    with contextlib.suppress(TimeoutError, httpx.HTTPError):
+        async with asyncio.timeout_at(limit):
+            async for _ in reader:
+                pass
 
 
 def _parse_payload(payload: bytes, chat: bool) -> tuple[str, Mapping[str, Any]]:
