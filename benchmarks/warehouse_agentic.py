@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
+import socket
 import statistics
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -79,6 +82,31 @@ def run_turn(
     return TurnResult(ttft, load_s, energy, prefill, cached, tuple(tokens))
 
 
+def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A throwaway redis-server on a free loopback port (no persistence)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise SystemExit("--tier redis needs redis-server on PATH or --redis URL")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"redis://127.0.0.1:{port}/0"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("redis-server did not start")
+
+
 def _ids(rng: random.Random, n: int) -> list[int]:
     return [rng.randrange(32, 127) for _ in range(n)]  # printable bytes of the byte tokenizer
 
@@ -94,7 +122,10 @@ def main() -> None:
         "--max-output", type=int, default=0, help="cap on answer tokens (0: the workload's)"
     )
     parser.add_argument("--block-tokens", type=int, default=16)
-    parser.add_argument("--tier", choices=["dram", "disk"], default="dram")
+    parser.add_argument("--tier", choices=["dram", "disk", "redis"], default="dram")
+    parser.add_argument(
+        "--redis", default=None, help="Redis URL for --tier redis (default: start one)"
+    )
     parser.add_argument("--threshold", type=int, default=4096, help="cached tokens for the claim")
     parser.add_argument(
         "--threads",
@@ -111,11 +142,16 @@ def main() -> None:
     config = EngineConfig(block_tokens=args.block_tokens)
     layout = ModelRunner(model).layout(args.block_tokens)
     tmp = tempfile.TemporaryDirectory()
-    wh = (
-        WarehouseConfig(dram_bytes=4 << 30)
-        if args.tier == "dram"
-        else WarehouseConfig(dram_bytes=0, disk_dir=Path(tmp.name) / "wh", disk_bytes=8 << 30)
-    )
+    redis_proc: subprocess.Popen[bytes] | None = None
+    if args.tier == "dram":
+        wh = WarehouseConfig(dram_bytes=4 << 30)
+    elif args.tier == "disk":
+        wh = WarehouseConfig(dram_bytes=0, disk_dir=Path(tmp.name) / "wh", disk_bytes=8 << 30)
+    else:
+        url = args.redis
+        if url is None:
+            redis_proc, url = _start_redis(Path(tmp.name))
+        wh = WarehouseConfig(dram_bytes=0, redis_url=url, redis_timeout_s=5.0)
     provider = WarehousePrefixProvider(build_store(wh, fingerprint=model.fingerprint), layout)
     off = EngineCore(model, config)
     on = EngineCore(model, config, prefix_provider=provider)
@@ -163,6 +199,9 @@ def main() -> None:
             history = prompt + list(a.token_ids)
     long = [(a, b) for _, a, b in rows if b.cached_tokens >= args.threshold]
     provider.close()
+    if redis_proc is not None:
+        redis_proc.kill()
+        redis_proc.wait()
     tmp.cleanup()
     if not long:
         print(f"no turn reached {args.threshold} cached tokens; raise --turns or --max-context")
