@@ -35,6 +35,7 @@ def test_load_latency_sum_and_max() -> None:
     stats.record_load(1, 0.25, None, "")
     snap = stats.snapshot()
     assert (snap.load_s_sum, snap.load_s_max, snap.lookups) == (0.75, 0.5, 2)
+    assert snap.load_s_buckets == (0, 0, 0, 0, 0, 0, 0, 1, 2, 2, 2)
 
 
 def test_prometheus_export() -> None:
@@ -52,3 +53,18 @@ def test_prometheus_export() -> None:
         'tokenwatt_warehouse_energy_saved_joules_total{source="estimated:prefill-energy-per-token"}'
         " 512.0" in text
     )
+
+
+def test_load_latency_histogram() -> None:
+    """Loads of 3 ms and 0.3 s fall in the right cumulative buckets of the exported histogram."""
+    stats = WarehouseStats()
+    stats.record_load(1, 0.003, None, "")
+    stats.record_load(1, 0.3, None, "")
+    registry = CollectorRegistry()
+    register_collector(stats, registry)
+    text = generate_latest(registry).decode()
+    assert 'tokenwatt_warehouse_load_seconds_bucket{le="0.0025"} 0.0' in text
+    assert 'tokenwatt_warehouse_load_seconds_bucket{le="0.005"} 1.0' in text
+    assert 'tokenwatt_warehouse_load_seconds_bucket{le="0.5"} 2.0' in text
+    assert 'tokenwatt_warehouse_load_seconds_bucket{le="+Inf"} 2.0' in text
+    assert "tokenwatt_warehouse_load_seconds_count 2.0" in text

@@ -11,16 +11,21 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 __all__ = [
+    "LOAD_BUCKETS_S",
     "StatsSnapshot",
     "TierCounters",
     "WarehouseCollector",
     "WarehouseStats",
     "register_collector",
 ]
+
+
+LOAD_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+"""Upper bounds (seconds) of the prefix-load latency histogram."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,8 @@ class StatsSnapshot:
     """Total seconds spent in prefix loads."""
     load_s_max: float = 0.0
     """Longest prefix load, seconds."""
+    load_s_buckets: tuple[int, ...] = (0,) * len(LOAD_BUCKETS_S)
+    """Loads that took at most each of ``LOAD_BUCKETS_S`` seconds (cumulative counts)."""
     writes_dropped: int = 0
     """Blocks not stored because the background write queue was full."""
 
@@ -108,6 +115,10 @@ class WarehouseStats:
                 energy_basis=basis,
                 load_s_sum=s.load_s_sum + seconds,
                 load_s_max=max(s.load_s_max, seconds),
+                load_s_buckets=tuple(
+                    n + (seconds <= bound)
+                    for n, bound in zip(s.load_s_buckets, LOAD_BUCKETS_S, strict=True)
+                ),
             )
 
     def record_dropped_writes(self, blocks: int) -> None:
@@ -130,7 +141,9 @@ class WarehouseCollector(Collector):
     def describe(self) -> list[CounterMetricFamily]:
         return []  # metric families are dynamic (one label per tier); collect() is cheap
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(
+        self,
+    ) -> Iterator[CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily]:
         snap = self.stats.snapshot()
         for attr, help_text in (
             ("hits", "Blocks loaded from the tier."),
@@ -165,15 +178,12 @@ class WarehouseCollector(Collector):
         )
         energy.add_metric(["estimated:prefill-energy-per-token"], snap.energy_saved_j)
         yield energy
-        yield CounterMetricFamily(
+        buckets = [(str(b), n) for b, n in zip(LOAD_BUCKETS_S, snap.load_s_buckets, strict=True)]
+        yield HistogramMetricFamily(
             "tokenwatt_warehouse_load_seconds",
-            "Seconds spent in prefix loads.",
-            value=snap.load_s_sum,
-        )
-        yield CounterMetricFamily(
-            "tokenwatt_warehouse_writes_dropped",
-            "Blocks dropped because the write queue was full.",
-            value=snap.writes_dropped,
+            "Seconds per prefix load (lookup, fetch, verify).",
+            buckets=[*buckets, ("+Inf", snap.lookups)],
+            sum_value=snap.load_s_sum,
         )
         yield GaugeMetricFamily(
             "tokenwatt_warehouse_load_seconds_max", "Longest prefix load.", value=snap.load_s_max
