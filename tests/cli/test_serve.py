@@ -62,8 +62,14 @@ def test_cpu_model_meter_is_estimated() -> None:
 
 
 @pytest.mark.slow
-def test_serve_answers_then_stops_on_sigterm() -> None:
-    """A real `tokenwatt serve` answers, then ends cleanly (no traceback) soon after SIGTERM."""
+@pytest.mark.parametrize(
+    ("sig", "status"),
+    [(signal.SIGTERM, -signal.SIGTERM), (signal.SIGINT, 130)],
+    ids=["sigterm", "sigint"],
+)
+def test_serve_answers_then_stops_on_signal(sig: signal.Signals, status: int) -> None:
+    """A real `tokenwatt serve` answers, then ends cleanly (no traceback) soon after the
+    signal: SIGTERM is re-raised after the graceful shutdown, Ctrl-C exits 130."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -94,9 +100,8 @@ def test_serve_answers_then_stops_on_sigterm() -> None:
         body = {"model": "tiny", "prompt": "hi", "max_tokens": 3, "ignore_eos": True}
         r = httpx.post(url + "/v1/completions", json=body, timeout=30)
         assert r.json()["usage"]["energy"]["source"] == "estimated:cpu-model"
-        proc.send_signal(signal.SIGTERM)
-        # uvicorn shuts down gracefully, then re-raises SIGTERM: the conventional status.
-        assert proc.wait(timeout=20) == -signal.SIGTERM
+        proc.send_signal(sig)
+        assert proc.wait(timeout=20) == status
         output = proc.stdout.read().decode() if proc.stdout else ""
         assert "Traceback" not in output
     finally:
