@@ -150,3 +150,34 @@ def test_queue_full_is_429_with_retry_after(tiny: LoadedModel) -> None:
                 assert r.status_code == 429
                 assert r.headers["retry-after"] == "1"
                 assert r.json()["error"]["type"] == "rate_limit_error"
+
+
+def test_stopped_engine_is_503(tiny: LoadedModel) -> None:
+    """With the engine stopped, health and completions answer 503 with Retry-After."""
+    engine = Engine(tiny)
+    with start_server(engine, ServeConfig(port=0)) as srv:
+        engine.stop()
+        assert httpx.get(srv.url + "/health").status_code == 503
+        r = httpx.post(srv.url + "/v1/completions", json=GOOD)
+        assert (r.status_code, r.json()["error"]["code"]) == (503, "unavailable")
+        assert r.headers["retry-after"] == "5"
+
+
+def test_unexpected_fault_is_json_500(
+    server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug inside a handler answers a JSON 500 body, not an HTML page or a dropped socket."""
+
+    def broken(messages: object) -> list[int]:
+        raise RuntimeError("template exploded")
+
+    monkeypatch.setattr(server.engine, "encode_chat", broken)
+    body = {"model": "tiny", "messages": [{"role": "user", "content": "x"}]}
+    r = httpx.post(server.url + "/v1/chat/completions", json=body)
+    assert r.status_code == 500
+    assert r.json()["error"] == {
+        "message": "internal error: template exploded",
+        "type": "server_error",
+        "param": None,
+        "code": None,
+    }

@@ -148,6 +148,11 @@ def build_app(
         kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
         return _error_response(ApiError(exc.status_code, str(exc.detail), type_=kind))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error while serving a request")
+        return _error_response(ApiError(500, f"internal error: {exc}", type_="server_error"))
+
     @app.get("/health")
     async def health() -> JSONResponse:
         ok = engine.running
@@ -234,11 +239,12 @@ def _open(call: _Call, prompt: str | list[int], params: SamplingParams, param: s
     except InvalidRequestError as exc:
         raise invalid(exc, param) from exc
     except EngineOverloadedError as exc:
+        stopped = not call.state.engine.running
         raise ApiError(
-            429,
+            503 if stopped else 429,
             str(exc),
-            type_="rate_limit_error",
-            code="overloaded",
+            type_="server_error" if stopped else "rate_limit_error",
+            code="unavailable" if stopped else "overloaded",
             headers={"Retry-After": str(max(1, round(exc.retry_after_s)))},
         ) from exc
 
