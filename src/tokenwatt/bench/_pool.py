@@ -13,7 +13,7 @@ import httpx
 
 __all__ = ["SHARD_CONNECTIONS", "ShardedPool"]
 
-SHARD_CONNECTIONS = 16
+SHARD_CONNECTIONS = 8
 """Connections per shard: small enough for cheap scans, large enough for few shards."""
 
 
@@ -53,8 +53,10 @@ class ShardedPool:
         return i, self._shards[i]
 
     def release(self, index: int) -> None:
-        """The request on shard ``index`` is over."""
-        self._load[index] -= 1
+        """The request on shard ``index`` is over (a no-op once the pool is closed: a stream
+        abandoned mid-run may be finalized after ``aclose``)."""
+        if index < len(self._load):
+            self._load[index] -= 1
 
     async def aclose(self) -> None:
         """Close every shard."""

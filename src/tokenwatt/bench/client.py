@@ -176,13 +176,14 @@ class OpenAIClient:
         """Create the pool and make one cheap request (``GET /v1/models``), so lazy imports and
         the first connection are paid before the run's clock starts, not by its first sends."""
         root = self.config.url.rsplit("/v1/", 1)[0]
-        index, http = self._shards().acquire()
+        pool = self._shards()
+        index, http = pool.acquire()
         try:
             await http.get(root + "/v1/models", timeout=self.config.connect_timeout_s)
         except httpx.HTTPError as exc:
             log.info("warm-up request to %s failed (the run will report it): %r", root, exc)
         finally:
-            self._shards().release(index)
+            pool.release(index)
 
     def body(self, request: Request) -> dict[str, Any]:
         """The JSON body sent for ``request``."""
@@ -210,7 +211,8 @@ class OpenAIClient:
         cfg = self.config
         deadline = asyncio.get_running_loop().time() + cfg.timeout_s
         status: int | None = None
-        index, http = self._shards().acquire()
+        pool = self._shards()
+        index, http = pool.acquire()
         try:
             async with asyncio.timeout_at(deadline):
                 ctx = http.stream("POST", cfg.url, json=self.body(request))
@@ -242,7 +244,7 @@ class OpenAIClient:
         except httpx.HTTPError as exc:
             yield Failure(time.perf_counter(), "other", repr(exc), status)
         finally:
-            self._shards().release(index)
+            pool.release(index)
 
     async def _events(
         self, response: httpx.Response, deadline: float
@@ -251,9 +253,19 @@ class OpenAIClient:
         usage: Mapping[str, Any] = {}
         pending = b""
         reader = response.aiter_bytes().__aiter__()
+        loop = asyncio.get_running_loop()
+        stall_s = self.config.stall_timeout_s
         while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TimeoutError
             try:
-                async with asyncio.timeout_at(deadline):
+                if remaining < stall_s:
+                    async with asyncio.timeout_at(deadline):
+                        data = await reader.__anext__()
+                else:
+                    # httpx's read timeout (= the stall timeout) already bounds this wait, and
+                    # the deadline is further away: a timer per read would only cost CPU.
                     data = await reader.__anext__()
             except StopAsyncIteration:
                 break
