@@ -32,14 +32,40 @@ def test_slow_block_between_fast_ones_is_worth_it_overall() -> None:
     assert d.blocks_to_load(["dram", "redis", "dram", "dram"], block_tokens=100) == 4
 
 
-def test_ewma_of_prefill_and_energy() -> None:
-    """Moving averages follow alpha: 0.5 between 1 ms and 3 ms per token gives 2 ms."""
+def test_prefill_windows_weighted_by_alpha() -> None:
+    """Two windows at one position, weights 0.5 and 1: (0.5 x 1 ms + 3 ms) / 1.5 per token."""
     d = LoadDecider(DecisionConfig(ewma_alpha=0.5))
     d.observe_prefill(tokens=1000, seconds=1.0, energy_j=10.0, energy_source="rapl")
     d.observe_prefill(tokens=1000, seconds=3.0, energy_j=30.0, energy_source="rapl")
-    assert d.prefill_s_per_token == pytest.approx(0.002)
-    assert d.energy_j_per_token == pytest.approx(0.02)
-    assert d.energy_source == "rapl"
+    assert d.prefill_s_per_token == pytest.approx(0.0035 / 1.5)
+    joules, basis = d.energy_saved(100)
+    assert joules == pytest.approx(100 * 0.035 / 1.5)
+    assert basis.startswith("estimated:prefill-energy-model (")
+    assert basis.endswith("; from rapl)")
+
+
+def test_no_energy_estimate_without_a_meter() -> None:
+    """Prefill timings alone give no joules, and the label says why."""
+    d = LoadDecider()
+    d.observe_prefill(tokens=10, seconds=1.0)
+    assert d.energy_saved(10) == (
+        None,
+        "estimated:prefill-energy-model (no prefill energy measured yet)",
+    )
+
+
+def test_later_blocks_worth_more() -> None:
+    """With recompute cost growing by position, a prefix whose first blocks cost more to load than
+    to recompute is still loaded when its later blocks make up for them."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=0.1))
+    for start, tokens in ((0, 100), (1000, 100), (5000, 50)):  # 0.1 ms/token + 1 us per position
+        d.observe_prefill(
+            tokens, 1e-4 * tokens + 1e-6 * (tokens * start + tokens * (tokens - 1) / 2), start=start
+        )
+    d.observe_load("disk", blocks=1, nbytes=1, seconds=0.03)
+    # block i of 100 tokens: 0.01 + 0.01 i + 0.00495 s to recompute, 0.03 s to load
+    assert d.blocks_to_load(["disk"] * 2, block_tokens=100) == 0
+    assert d.blocks_to_load(["disk"] * 5, block_tokens=100) == 5
 
 
 def test_bandwidth_tracked_per_tier() -> None:

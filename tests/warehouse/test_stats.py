@@ -21,7 +21,7 @@ def test_tier_counters_accumulate() -> None:
 def test_energy_unlabelled_until_measured() -> None:
     """Without a prefill energy measurement, no joules are claimed and the basis says so."""
     stats = WarehouseStats()
-    stats.record_load(tokens=256, seconds=0.01, energy_j_per_token=None, energy_source="")
+    stats.record_load(tokens=256, seconds=0.01, energy_saved_j=None, energy_basis="")
     snap = stats.snapshot()
     assert snap.energy_saved_j == 0.0
     assert snap.energy_basis.startswith("estimated:")
@@ -42,7 +42,7 @@ def test_prometheus_export() -> None:
     """The collector exposes per-tier counters and the labelled energy estimate."""
     stats = WarehouseStats()
     stats.record_tier("dram", hits=4, bytes_read=4096)
-    stats.record_load(tokens=1024, seconds=0.1, energy_j_per_token=0.5, energy_source="rapl")
+    stats.record_load(1024, 0.1, 512.0, "estimated:prefill-energy-model (0.5 J/token; from rapl)")
     registry = CollectorRegistry()
     register_collector(stats, registry)
     text = generate_latest(registry).decode()
@@ -50,7 +50,7 @@ def test_prometheus_export() -> None:
     assert 'tokenwatt_warehouse_bytes_read_total{tier="dram"} 4096.0' in text
     assert "tokenwatt_warehouse_tokens_served_total 1024.0" in text
     assert (
-        'tokenwatt_warehouse_energy_saved_joules_total{source="estimated:prefill-energy-per-token"}'
+        'tokenwatt_warehouse_energy_saved_joules_total{source="estimated:prefill-energy-model"}'
         " 512.0" in text
     )
 

@@ -183,7 +183,7 @@ def test_decision_limits_load(make_kv: KV) -> None:
 
 
 def test_stats_count_tokens_and_energy(make_kv: KV) -> None:
-    """Tokens served and estimated joules saved follow the measured prefill energy per token."""
+    """Tokens served and estimated joules saved follow the measured prefill energy."""
     store = TieredStore([MemoryTier(1 << 20)], fingerprint="m")
     store.put(_blocks(make_kv, KEYS), block_tokens=4)
     store.decider.observe_prefill(tokens=10, seconds=1.0, energy_j=5.0, energy_source="rapl")
@@ -191,7 +191,9 @@ def test_stats_count_tokens_and_energy(make_kv: KV) -> None:
     snap = store.stats.snapshot()
     assert (snap.tokens_served, snap.prefill_tokens_avoided, snap.lookups) == (16, 16, 1)
     assert snap.energy_saved_j == pytest.approx(8.0)
-    assert snap.energy_basis == "estimated:prefill-energy-per-token (0.5 J/token from rapl)"
+    assert snap.energy_basis == (
+        "estimated:prefill-energy-model (0.5 J/token + 0 J/token per position; from rapl)"
+    )
     assert snap.tiers["dram"].hits == 4
 
 

@@ -17,6 +17,7 @@ from .codec import (
     encode_block,
     read_header,
 )
+from .costmodel import PrefillCostModel
 from .decision import DecisionConfig, LoadDecider
 from .disk import DiskTier
 from .faults import FaultyTier, TierFault
@@ -74,6 +75,7 @@ __all__ = [
     "MemoryTier",
     "ModelFingerprint",
     "PinnableTier",
+    "PrefillCostModel",
     "RedisTier",
     "SeenAtLeast",
     "StatsSnapshot",

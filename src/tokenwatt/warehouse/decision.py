@@ -1,8 +1,9 @@
 """Load or recompute: per request, load only the leading blocks that are cheaper to load.
 
-Load cost per block is an EWMA of observed fetch-and-verify times per tier; recompute cost is
-an EWMA of the engine's measured prefill seconds per token. With no measurement yet, loading is
-assumed cheaper (the first loads then provide the measurement).
+Load cost per block is an EWMA of observed fetch-and-verify times per tier; recompute cost comes
+from the engine's measured prefill windows, fitted as a per-token cost growing with position
+(see costmodel). With no measurement yet, loading is assumed cheaper (the first loads then
+provide the measurement).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tokenwatt.errors import ConfigError
+
+from .costmodel import PrefillCostModel
 
 __all__ = ["DecisionConfig", "LoadDecider"]
 
@@ -39,15 +42,17 @@ def _ewma(old: float | None, new: float, alpha: float) -> float:
 
 
 class LoadDecider:
-    """Tracks load and prefill speed; :meth:`blocks_to_load` applies them. Thread-safe."""
+    """Tracks load and prefill costs; :meth:`blocks_to_load` applies them. Thread-safe."""
 
     def __init__(self, config: DecisionConfig | None = None) -> None:
         self.config = config if config is not None else DecisionConfig()
         self._lock = threading.Lock()
         self._load_s_per_block: dict[str, float] = {}
         self._bytes_per_s: dict[str, float] = {}
-        self._prefill_s_per_token: float | None = None
-        self._energy_j_per_token: float | None = None
+        self.prefill_time = PrefillCostModel(self.config.ewma_alpha)
+        """Seconds per prefilled token as a function of position (fitted from the engine)."""
+        self.prefill_energy = PrefillCostModel(self.config.ewma_alpha)
+        """Joules per prefilled token as a function of position (when a meter is attached)."""
         self.energy_source = "none"
         """Source label of the prefill energy measured (e.g. ``rapl``, ``estimated:cpu-model``)."""
 
@@ -64,27 +69,44 @@ class LoadDecider:
                 self._bytes_per_s[tier] = _ewma(self._bytes_per_s.get(tier), nbytes / seconds, a)
 
     def observe_prefill(
-        self, tokens: int, seconds: float, energy_j: float | None = None, energy_source: str = ""
+        self,
+        tokens: int,
+        seconds: float,
+        energy_j: float | None = None,
+        energy_source: str = "",
+        *,
+        start: int = 0,
     ) -> None:
-        """The engine prefilled ``tokens`` tokens in ``seconds`` (and ``energy_j`` if measured)."""
+        """The engine prefilled positions ``[start, start + tokens)`` in ``seconds``
+        (using ``energy_j``, if measured)."""
         if tokens <= 0 or seconds <= 0:
             return
-        a = self.config.ewma_alpha
         with self._lock:
-            self._prefill_s_per_token = _ewma(self._prefill_s_per_token, seconds / tokens, a)
+            self.prefill_time.observe(start, tokens, seconds)
             if energy_j is not None and energy_j >= 0:
-                self._energy_j_per_token = _ewma(self._energy_j_per_token, energy_j / tokens, a)
+                self.prefill_energy.observe(start, tokens, energy_j)
                 self.energy_source = energy_source or "unlabelled"
 
     @property
     def prefill_s_per_token(self) -> float | None:
-        """Moving average of measured prefill seconds per token (None before any measurement)."""
-        return self._prefill_s_per_token
+        """Fitted prefill seconds per token at position 0 (None before any measurement)."""
+        with self._lock:
+            coef = self.prefill_time.coefficients()
+        return None if coef is None else coef[0]
 
-    @property
-    def energy_j_per_token(self) -> float | None:
-        """Moving average of measured prefill joules per token (None before any measurement)."""
-        return self._energy_j_per_token
+    def recompute_s(self, start: int, tokens: int) -> float | None:
+        """Predicted seconds to prefill positions ``[start, start + tokens)``."""
+        with self._lock:
+            return self.prefill_time.cost(start, tokens)
+
+    def energy_saved(self, tokens: int) -> tuple[float | None, str]:
+        """Predicted joules to prefill positions ``[0, tokens)``, and the label of the estimate."""
+        with self._lock:
+            joules = self.prefill_energy.cost(0, tokens)
+            model = self.prefill_energy.describe("J")
+        if joules is None:
+            return None, "estimated:prefill-energy-model (no prefill energy measured yet)"
+        return joules, f"estimated:prefill-energy-model ({model}; from {self.energy_source})"
 
     def load_s_per_block(self, tier: str) -> float | None:
         """Moving average of seconds to fetch and verify one block from ``tier``."""
@@ -97,16 +119,21 @@ class LoadDecider:
     def blocks_to_load(self, tiers: Sequence[str], block_tokens: int) -> int:
         """How many leading blocks to load, given the tier holding each available block.
 
-        Picks the prefix length that maximises the estimated time saved; a block whose tier has
-        no measurement yet counts as free to load.
+        Picks the prefix length that maximises the estimated time saved: block ``i`` saves its
+        recompute time (which grows with its position) minus its load time. A tier with no
+        measurement yet counts as free to load; with no prefill measurement, everything loads.
         """
-        if not self.config.enabled or self._prefill_s_per_token is None:
+        if not self.config.enabled:
             return len(tiers)
-        recompute_s = self._prefill_s_per_token * block_tokens
+        with self._lock:
+            if self.prefill_time.coefficients() is None:
+                return len(tiers)
+            recompute = [self.prefill_time.cost(i * block_tokens, block_tokens) or 0.0
+                         for i in range(len(tiers))]  # fmt: skip
         best_k, best_saved, saved = 0, 0.0, 0.0
         for i, tier in enumerate(tiers):
             load_s = self._load_s_per_block.get(tier, 0.0) * self.config.margin
-            saved += recompute_s - load_s
+            saved += recompute[i] - load_s
             if saved >= best_saved:
                 best_k, best_saved = i + 1, saved
         return best_k

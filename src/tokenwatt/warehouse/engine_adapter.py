@@ -59,6 +59,7 @@ class AdapterConfig:
 @dataclass
 class _Pending:
     start_s: float
+    position: int
     tokens: int
     energy_start: dict[str, float] | None
 
@@ -84,7 +85,7 @@ class WarehousePrefixProvider:
             layout.fingerprint, block_tokens=layout.block_tokens, tenant=self.config.tenant
         )
         self._raw_dtype = _RAW_VIEWS.get(layout.dtype, layout.dtype)
-        self._queue: queue.Queue[tuple[str, list[np.ndarray]] | None] = queue.Queue(
+        self._queue: queue.Queue[tuple[str, int, list[np.ndarray]] | None] = queue.Queue(
             self.config.write_queue_blocks
         )
         self._written: OrderedDict[str, None] = OrderedDict()
@@ -103,7 +104,7 @@ class WarehousePrefixProvider:
         loaded = self.store.load(keys, block_tokens=self.layout.block_tokens)
         cached = min(loaded.tokens, len(token_ids) - 1)
         if len(keys) > len(loaded.blocks):  # new blocks will be published: time the prefill
-            self._expect(keys[-1], len(token_ids) - cached)
+            self._expect(keys[-1], cached, len(token_ids) - cached)
         if not loaded.blocks:
             return None
         return self._assemble(loaded.blocks)
@@ -127,7 +128,7 @@ class WarehousePrefixProvider:
                 for t in pair
             ]
             try:
-                self._queue.put_nowait((keys[i], arrays))
+                self._queue.put_nowait((keys[i], i, arrays))
             except queue.Full:
                 self.store.stats.record_dropped_writes(1)
                 continue
@@ -142,10 +143,10 @@ class WarehousePrefixProvider:
 
     # -- measurement ------------------------------------------------------------------------
 
-    def _expect(self, last_key: str, tokens: int) -> None:
+    def _expect(self, last_key: str, start: int, tokens: int) -> None:
         energy = self._read_meter()
         with self._lock:
-            self._pending[last_key] = _Pending(time.perf_counter(), tokens, energy)
+            self._pending[last_key] = _Pending(time.perf_counter(), start, tokens, energy)
             while len(self._pending) > 1024:
                 self._pending.popitem(last=False)
 
@@ -159,7 +160,9 @@ class WarehousePrefixProvider:
         end = self._read_meter()
         if pending.energy_start is not None and end is not None:
             energy_j = sum(max(0.0, end[n] - pending.energy_start.get(n, 0.0)) for n in end)
-        self.store.decider.observe_prefill(pending.tokens, seconds, energy_j, self._energy_source())
+        self.store.decider.observe_prefill(
+            pending.tokens, seconds, energy_j, self._energy_source(), start=pending.position
+        )
 
     def _read_meter(self) -> dict[str, float] | None:
         if self.meter is None:
@@ -211,9 +214,9 @@ class WarehousePrefixProvider:
             try:
                 if item is None:
                     return
-                key, arrays = item
+                key, index, arrays = item
                 # What recomputing this block would cost, for cost-aware eviction.
-                cost_s = (self.store.decider.prefill_s_per_token or 0.0) * bt
+                cost_s = self.store.decider.recompute_s(index * bt, bt) or 0.0
                 self.store.put([(key, arrays)], block_tokens=bt, cost_s=cost_s)
             except Exception:  # storing is best effort: log and keep the writer alive
                 log.warning("warehouse write failed", exc_info=True)

@@ -1,8 +1,8 @@
 """Warehouse statistics: per-tier hits, misses and bytes; tokens served; joules saved (estimated).
 
-Joules saved are an estimate: prefill tokens avoided times the measured prefill energy per token
-at the time of the load, labelled with the source of that measurement. :class:`WarehouseCollector`
-exports everything as Prometheus metrics on a given registry.
+Joules saved are an estimate: what prefilling the served tokens would have cost under the prefill
+energy model fitted from measured windows (see costmodel), labelled with its basis.
+:class:`WarehouseCollector` exports everything as Prometheus metrics on a given registry.
 """
 
 from __future__ import annotations
@@ -61,8 +61,8 @@ class StatsSnapshot:
     prefill_tokens_avoided: int = 0
     """Prefill tokens the engine did not compute thanks to the warehouse (= tokens served)."""
     energy_saved_j: float = 0.0
-    """Estimated joules saved: tokens avoided x measured prefill energy per token."""
-    energy_basis: str = "estimated:prefill-energy-per-token (no prefill energy measured yet)"
+    """Estimated joules saved: the prefill energy model's cost of the tokens served."""
+    energy_basis: str = "estimated:prefill-energy-model (no prefill energy measured yet)"
     """Source label of ``energy_saved_j``: always an estimate, with the basis it used."""
     load_s_sum: float = 0.0
     """Total seconds spent in prefix loads."""
@@ -93,19 +93,17 @@ class WarehouseStats:
             self._tier(tier, **deltas)
 
     def record_load(
-        self, tokens: int, seconds: float, energy_j_per_token: float | None, energy_source: str
+        self, tokens: int, seconds: float, energy_saved_j: float | None, energy_basis: str
     ) -> None:
-        """One prefix load that served ``tokens`` tokens in ``seconds``."""
+        """One prefix load that served ``tokens`` tokens in ``seconds``, saving an estimated
+        ``energy_saved_j`` (None: no estimate yet) described by ``energy_basis``."""
         with self._lock:
             s = self._snap
             saved = s.energy_saved_j
             basis = s.energy_basis
-            if energy_j_per_token is not None:
-                saved += tokens * energy_j_per_token
-                basis = (
-                    f"estimated:prefill-energy-per-token ({energy_j_per_token:.3g} J/token "
-                    f"from {energy_source})"
-                )
+            if energy_saved_j is not None:
+                saved += energy_saved_j
+                basis = energy_basis
             self._snap = replace(
                 s,
                 lookups=s.lookups + 1,
@@ -173,10 +171,10 @@ class WarehouseCollector(Collector):
         )
         energy = CounterMetricFamily(
             "tokenwatt_warehouse_energy_saved_joules",
-            "Estimated joules saved (prefill tokens avoided x measured prefill J/token).",
+            "Estimated joules saved (measured prefill energy model applied to tokens served).",
             labels=["source"],
         )
-        energy.add_metric(["estimated:prefill-energy-per-token"], snap.energy_saved_j)
+        energy.add_metric(["estimated:prefill-energy-model"], snap.energy_saved_j)
         yield energy
         buckets = [(str(b), n) for b, n in zip(LOAD_BUCKETS_S, snap.load_s_buckets, strict=True)]
         yield HistogramMetricFamily(

@@ -229,9 +229,8 @@ class TieredStore:
                     tier.unpin(key)
         seconds = time.perf_counter() - start
         result = LoadedPrefix(tuple(blocks), tuple(sources), available)
-        self.stats.record_load(
-            result.tokens, seconds, self.decider.energy_j_per_token, self.decider.energy_source
-        )
+        saved_j, basis = self.decider.energy_saved(result.tokens) if result.tokens else (None, "")
+        self.stats.record_load(result.tokens, seconds, saved_j, basis)
         return result
 
     def _pin(
