@@ -331,16 +331,17 @@ def main() -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
     print("\nmachine: 2 CPU cores (shared with other work), no GPU; server in its own process")
-    print(f"sustainable request rate ({args.tokens} tokens/request, median of {args.repeats}):")
+    if why_not:
+        print(f"GuideLLM not compared: {why_not}")
     med = {name: statistics.median(v) for name, v in rates.items() if v}
-    for name, value in med.items():
-        runs = ", ".join(f"{v:.0f}" for v in rates[name])
-        print(f"  {name:10s} {value:8.0f} req/s   runs: {runs}")
-    baseline = "guidellm" if "guidellm" in med else "plain"
-    if baseline != "guidellm":
-        print(f"  GuideLLM not compared: {why_not}")
-    if med.get(baseline):
-        print(f"  ratio tokenwatt / {baseline}: {med['tokenwatt'] / med[baseline]:.2f}x")
+    if med:
+        print(f"sustainable request rate ({args.tokens} tokens/request, median of {args.repeats}):")
+        for name, value in med.items():
+            runs = ", ".join(f"{v:.0f}" for v in rates[name])
+            print(f"  {name:10s} {value:8.0f} req/s   runs: {runs}")
+        baseline = "guidellm" if "guidellm" in med else "plain"
+        if med.get(baseline):
+            print(f"  ratio tokenwatt / {baseline}: {med['tokenwatt'] / med[baseline]:.2f}x")
     print(
         f"timing error (receive - server send), {args.error_tokens} tokens {args.itl_ms} ms "
         f"apart, {err_rate:.3g} req/s (~{args.streams} in flight), x{args.repeats}:"

@@ -120,3 +120,26 @@ def test_compare_of_missing_file_is_a_clear_message(tmp_path: Path) -> None:
     code, out = _run("compare", str(tmp_path / "x.json"), str(tmp_path / "y.json"))
     assert code == 2
     assert "not found" in out
+
+
+def test_search_rate_reports_the_highest_passing_rate(server: FaultyServer, tmp_path: Path) -> None:
+    """With an easy SLO the highest probed rate passes at once and is the answer."""
+    args = [*_base(server.url, tmp_path), "-n", "4", "-q", "--slo", "e2e<=5s"]
+    code, out = _run(*args, "--search-rate", "20:40", "--arrival", "constant")
+    assert code == 0, out
+    assert "max goodput rate: 40 req/s" in out
+    assert (tmp_path / "rate-40s_constant" / "result.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--search-rate", "20:40"], "needs --slo"),
+        (["--search-rate", "20", "--slo", "ttft<=1s"], "LO:HI"),
+    ],
+)
+def test_search_rate_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    """A search without SLOs or without a LO:HI bracket exits 2 naming the fix."""
+    code, out = _run("run", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), *args)
+    assert code == 2, out
+    assert message in out

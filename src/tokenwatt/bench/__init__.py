@@ -46,6 +46,7 @@ from tokenwatt.bench.record import (
 from tokenwatt.bench.report import build_report, write_report
 from tokenwatt.bench.results import BenchResult, Comparison, compare, load_result
 from tokenwatt.bench.runner import LoadRunner, RunLimits, send_one
+from tokenwatt.bench.sweep import search_max_goodput, shape_dirname, sweep_shapes
 from tokenwatt.bench.workloads import (
     BENCH_WORKLOADS,
     BenchWorkload,
@@ -96,9 +97,12 @@ __all__ = [
     "interarrival_times",
     "load_result",
     "run_bench",
+    "search_max_goodput",
     "send_one",
+    "shape_dirname",
     "steady_state_window",
     "summarize_energy",
+    "sweep_shapes",
     "synthetic_prompt",
     "write_report",
 ]

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import math
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,19 +22,13 @@ from rich.table import Table
 from tokenwatt.bench.bench import run_bench
 from tokenwatt.bench.client import ClientConfig, OpenAIClient
 from tokenwatt.bench.energy_sources import EnergySource, MeterSource, PrometheusSource
-from tokenwatt.bench.load import (
-    ClosedLoop,
-    LoadShape,
-    OpenLoop,
-    Sessions,
-    TraceReplay,
-    find_max_goodput_rate,
-)
+from tokenwatt.bench.load import ClosedLoop, LoadShape, OpenLoop, Sessions, TraceReplay
 from tokenwatt.bench.record import RequestRecord
 from tokenwatt.bench.report import write_report
 from tokenwatt.bench.results import BenchResult, compare, load_result
 from tokenwatt.bench.runner import LoadRunner, RunLimits
 from tokenwatt.bench.slo import SloSet, parse_slos
+from tokenwatt.bench.sweep import search_max_goodput, shape_dirname, sweep_shapes
 from tokenwatt.bench.workloads import BENCH_WORKLOADS, WorkloadOptions, build_workload
 from tokenwatt.energy.detect import detect_meters
 from tokenwatt.energy.facility import FacilityModel, facility_preset
@@ -189,7 +183,7 @@ def _progress(total: int | None, quiet: bool) -> Iterator[Any]:
         yield on_record
 
 
-def _run_once(
+async def _run_once(
     client_cfg: ClientConfig,
     workload_opts: WorkloadOptions,
     shape: LoadShape,
@@ -200,35 +194,29 @@ def _run_once(
     facility: FacilityModel | None,
     config: Mapping[str, Any],
     quiet: bool,
-) -> BenchResult | None:
-    """One run; on Ctrl-C the partial result is returned (None if nothing ran)."""
+) -> BenchResult:
+    """One run with a progress bar; on Ctrl-C the partial result comes back, marked so."""
     workload = build_workload(workload_opts)
     source, energy_label = _energy_source(energy, client_cfg.base_url, metrics_url)
     client = OpenAIClient(client_cfg)
-    holder: dict[str, BenchResult] = {}
     total = (limits.max_requests or 0) + limits.warmup_requests or None
     if isinstance(workload.requests, Sequence):
         total = min(total or len(workload.requests), len(workload.requests))
+    cfg = {**config, "shape": {"kind": type(shape).__name__, **asdict(shape)}}
     with _progress(total, quiet) as on_record:
         runner = LoadRunner(client, workload.requests, shape, limits, on_record)
-
-        async def main() -> None:
-            try:
-                holder["result"] = await run_bench(
-                    runner,
-                    slos,
-                    source,
-                    0.1,
-                    facility,
-                    {**config, "energy_source": energy_label},
-                    workload.stats,
-                )
-            finally:
-                await client.aclose()
-
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(main())
-    return holder.get("result")
+        try:
+            return await run_bench(
+                runner,
+                slos,
+                source,
+                0.1,
+                facility,
+                {**cfg, "energy_source": energy_label},
+                workload.stats,
+            )
+        finally:
+            await client.aclose()
 
 
 def _write(result: BenchResult, out: Path, quiet: bool) -> None:
@@ -351,40 +339,43 @@ def run(
             "facility": facility,
         }
 
-        def one(s: LoadShape, out_dir: Path) -> BenchResult | None:
-            cfg = {**base_config, "shape": {"kind": type(s).__name__, **asdict(s)}}
-            result = _run_once(
-                client_cfg, wl, s, limits, slos, energy, metrics_url, fac, cfg, quiet
+        async def one(s: LoadShape, out_dir: Path) -> BenchResult:
+            result = await _run_once(
+                client_cfg, wl, s, limits, slos, energy, metrics_url, fac, base_config, quiet
             )
-            if result is not None:
-                _write(result, out_dir, quiet)
+            _write(result, out_dir, quiet)
             return result
 
+        main: Coroutine[Any, Any, BenchResult | None]
         if search is not None:
-            _search(search, target, slos, shape, one, out)
-            return
-        if sweep is None:
-            result = one(shape, out)
-            if result is None or result.interrupted:
-                raise fail("interrupted: partial result written" if result else "interrupted", 130)
-            return
-        _sweep(sweep, shape, one, out)
+            base = (
+                shape if isinstance(shape, OpenLoop) else OpenLoop(1.0, arrival, burstiness, seed)  # type: ignore[arg-type]
+            )
+            main = _search(search, target, slos, base, one, out)
+        elif sweep is not None:
+            main = _sweep(_parse_list(sweep, float, "--sweep"), shape, one, out)
+        else:
+            main = one(shape, out)
+        try:
+            outcome = asyncio.run(main)
+        except KeyboardInterrupt:
+            msg = "interrupted: results of finished and interrupted runs are written"
+            raise fail(msg, 130) from None
+        if isinstance(outcome, BenchResult) and outcome.interrupted:
+            raise fail("interrupted: the partial result is written", 130)
 
 
-def _sweep(text: str, shape: LoadShape, one: Any, out: Path) -> None:
+async def _sweep(
+    values: list[float],
+    shape: LoadShape,
+    one: Callable[[LoadShape, Path], Awaitable[BenchResult]],
+    out: Path,
+) -> BenchResult | None:
     table = Table(title="sweep")
     for col in ("load", "req/s", "tok/s", "SLO attainment", "J/token"):
         table.add_column(col, justify="right")
-    for value in _parse_list(text, float, "--sweep"):
-        if isinstance(shape, OpenLoop):
-            s: LoadShape = OpenLoop(value, shape.arrival, shape.burstiness, shape.seed)
-        elif isinstance(shape, Sessions):
-            s = Sessions(int(value))
-        else:
-            s = ClosedLoop(int(value))
-        result = one(s, out / s.label.replace("/", "").replace(",", "_").replace("=", "-"))
-        if result is None:
-            raise fail("interrupted during the sweep; finished points are written", 130)
+    for s in sweep_shapes(shape, values):
+        result = await one(s, out / shape_dirname(s))
         e = result.energy or {}
         table.add_row(
             s.label,
@@ -394,31 +385,36 @@ def _sweep(text: str, shape: LoadShape, one: Any, out: Path) -> None:
             _fmt((e.get("whole_run") or {}).get("j_per_output_token")),
         )
         if result.interrupted:
-            break
+            console.print(table)
+            return result
     console.print(table)
+    return None
 
 
-def _search(text: str, target: float, slos: SloSet, shape: LoadShape, one: Any, out: Path) -> None:
+async def _search(
+    text: str,
+    target: float,
+    slos: SloSet,
+    base: OpenLoop,
+    one: Callable[[LoadShape, Path], Awaitable[BenchResult]],
+    out: Path,
+) -> BenchResult | None:
     lo_hi = _parse_list(text.replace(":", ","), float, "--search-rate")
     if len(lo_hi) != 2:
         raise ConfigError(f"--search-rate takes LO:HI, e.g. 1:32; got {text!r}")
     if not slos:
         raise ConfigError('--search-rate needs --slo, e.g. --slo "ttft<=1s,tpot<=100ms"')
-    base = shape if isinstance(shape, OpenLoop) else OpenLoop(1.0)
 
-    async def attainment_at(rate: float) -> float:
-        s = OpenLoop(rate, base.arrival, base.burstiness, base.seed)
-        result = await asyncio.to_thread(one, s, out / f"rate-{rate:.4g}")
-        if result is None or result.interrupted:
-            raise KeyboardInterrupt
-        return float(result.summary.get("slo_attainment", 0.0))
+    async def run_at(s: OpenLoop) -> BenchResult:
+        return await one(s, out / shape_dirname(s))
 
-    found = asyncio.run(find_max_goodput_rate(attainment_at, lo_hi[0], lo_hi[1], target))
+    found = await search_max_goodput(run_at, base, lo_hi[0], lo_hi[1], target)
     console.print(
         f"max goodput rate: {found.rate_rps:.4g} req/s at attainment {found.attainment:.3f} "
         f"(target {target}); probes: " + ", ".join(f"{r:.4g}->{a:.3f}" for r, a in found.probes),
         highlight=False,
     )
+    return None
 
 
 @bench_app.command("compare")
