@@ -120,23 +120,25 @@ def summary_table(result: BenchResult) -> Table:
     ]
     e = result.energy
     if e is not None:
-        tag = escape(f" [{e['source']}, {e['scope']}{', estimate' if e['estimated'] else ''}]")
+        estimate = " (estimate)" if e["estimated"] else ""
+        # One header row names the source and scope every energy row below it carries.
+        rows.append((f"[bold]energy: {escape(e['source'])}, scope {e['scope']}{estimate}", ""))
         whole = e["whole_run"]
         rows += [
-            ("energy" + tag, _fmt(whole["energy_j"], " J")),
-            ("J / output token" + tag, _fmt(whole["j_per_output_token"])),
-            ("output tokens / J" + tag, _fmt(whole["output_tokens_per_j"])),
-            ("goodput tokens / J" + tag, _fmt(e["good_tokens_per_j"])),
-            ("J / request" + tag, _fmt(e["j_per_request"])),
-            ("idle energy share" + tag, _fmt(e["idle_share"])),
+            ("  energy, whole run", _fmt(whole["energy_j"], " J")),
+            ("  J / output token", _fmt(whole["j_per_output_token"])),
+            ("  output tokens / J", _fmt(whole["output_tokens_per_j"])),
+            ("  goodput tokens / J", _fmt(e["good_tokens_per_j"])),
+            ("  J / request", _fmt(e["j_per_request"])),
+            ("  idle energy share", _fmt(e["idle_share"])),
         ]
         if e.get("j_per_session") is not None:
-            rows.append(("J / session" + tag, _fmt(e["j_per_session"])))
+            rows.append(("  J / session", _fmt(e["j_per_session"])))
         steady = e.get("steady")
         if steady is not None:
             rows.append(
                 (
-                    f"J / output token, steady (level {e['steady_level']})" + tag,
+                    f"  J / output token, steady state (level {e['steady_level']})",
                     _fmt(steady["j_per_output_token"]),
                 )
             )
@@ -145,12 +147,12 @@ def summary_table(result: BenchResult) -> Table:
             model = fac["model"]
             rows += [
                 (
-                    f"facility energy (PUE {model['pue']}, {model['name']})",
+                    f"  facility energy (PUE {model['pue']}, {model['name']})",
                     _fmt(fac["facility_energy_j"], " J"),
                 ),
-                (f"carbon ({model['carbon_g_per_kwh']} g/kWh)", _fmt(fac["carbon_g"], " g")),
+                (f"  carbon ({model['carbon_g_per_kwh']} g/kWh)", _fmt(fac["carbon_g"], " g")),
                 (
-                    f"cost ({model['price_per_kwh']} {model['currency']}/kWh)",
+                    f"  cost ({model['price_per_kwh']} {model['currency']}/kWh)",
                     _fmt(fac["cost"], f" {model['currency']}"),
                 ),
             ]
