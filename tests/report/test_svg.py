@@ -59,3 +59,10 @@ def test_cdf_chart_draws_steps_for_each_sample_set() -> None:
     assert len(lines) == 2
     # Step drawing: 2 values -> 3 vertices (horizontal then vertical move).
     assert len(lines[0].attrib["points"].split()) == 3
+
+
+def test_dashed_series_is_drawn_dashed() -> None:
+    """A dashed series (e.g. goodput over throughput) gets a stroke-dasharray."""
+    svg = line_chart([Series("a", [(0, 1), (1, 2)]), Series("b", [(0, 1), (1, 2)], dashed=True)])
+    lines = ET.fromstring(svg).findall(f"{SVG}polyline")
+    assert ["stroke-dasharray" in line.attrib for line in lines] == [False, True]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 __all__ = [
     "ERROR_KINDS",
@@ -37,20 +37,8 @@ ErrorKind = Literal[
 or truncated SSE stream, no bytes for the stall timeout, the per-request timeout, an error object
 inside the stream, the run ending first (cancelled), or anything else."""
 
-ERROR_KINDS: tuple[ErrorKind, ...] = (
-    "connect",
-    "reset",
-    "http_429",
-    "http_4xx",
-    "http_5xx",
-    "malformed_sse",
-    "truncated",
-    "stall",
-    "timeout",
-    "stream_error",
-    "cancelled",
-    "other",
-)
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+"""Every error kind, in the order of ``ErrorKind``."""
 
 
 @dataclass(frozen=True)

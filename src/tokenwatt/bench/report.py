@@ -107,7 +107,7 @@ def build_report(result: BenchResult) -> HtmlReport:
         line_chart(
             [
                 Series("output tok/s", rate_series(measured, bin_s, end), step=True),
-                Series("goodput tok/s", rate_series(good, bin_s, end), step=True),
+                Series("goodput tok/s", rate_series(good, bin_s, end), step=True, dashed=True),
             ],
             f"Tokens per second ({bin_s:.2g} s bins)",
             "seconds from start",

@@ -139,17 +139,17 @@ class LoadRunner:
     """When to stop."""
     on_record: Callable[[RequestRecord], None] | None = None
     """Called with each finished record (progress bars)."""
-    records: list[RequestRecord] = field(default_factory=list)
+    records: list[RequestRecord] = field(default_factory=list, init=False)
     """Finished requests, in completion order."""
-    t0: float = 0.0
+    t0: float = field(default=0.0, init=False)
     """``perf_counter()`` at the start of the run."""
-    ended_s: float = 0.0
+    ended_s: float = field(default=0.0, init=False)
     """Run length in seconds (set when the run ends)."""
-    in_flight: int = 0
+    in_flight: int = field(default=0, init=False)
     """Requests sent and not yet answered."""
 
-    _sent: int = 0
-    _measured_sent: int = 0
+    _sent: int = field(default=0, init=False, repr=False)
+    _measured_sent: int = field(default=0, init=False, repr=False)
 
     async def run(self) -> list[RequestRecord]:
         """Run to the limits; return the records (also kept in ``records``)."""

@@ -25,6 +25,8 @@ class Series:
     """Points in drawing order."""
     step: bool = False
     """Draw as a step function (CDFs, counts per bin)."""
+    dashed: bool = False
+    """Draw dashed, so a line lying on another stays visible."""
 
 
 def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
@@ -114,14 +116,15 @@ def line_chart(
                 coords.append(f"{sx(x):.1f},{sy(prev_y):.1f}")
             coords.append(f"{sx(x):.1f},{sy(y):.1f}")
             prev_y = y
+        dash = ' stroke-dasharray="5 3"' if s.dashed else ""
         out.append(
-            f'<polyline fill="none" stroke="{colour}" stroke-width="1.6" '
+            f'<polyline fill="none" stroke="{colour}" stroke-width="1.6"{dash} '
             f'points="{" ".join(coords)}"><title>{esc(s.name)}</title></polyline>'
         )
         ly = top + 12 + 14 * i
         out.append(
             f'<line x1="{left + pw - 130}" y1="{ly - 4}" x2="{left + pw - 114}" y2="{ly - 4}" '
-            f'stroke="{colour}" stroke-width="2"/>'
+            f'stroke="{colour}" stroke-width="2"{dash}/>'
             f'<text x="{left + pw - 110}" y="{ly}">{esc(s.name)}</text>'
         )
     out.append("</svg>")
