@@ -220,3 +220,22 @@ async def test_open_warms_the_pool_without_raising_when_the_endpoint_is_down(
         await client.open()
     finally:
         await client.aclose()
+
+
+async def test_run_against_a_stalled_endpoint_ends_on_its_duration(
+    start_server: StartServer,
+) -> None:
+    """Streams that stall (and a stall timeout far away) cannot hold a run past its duration
+    plus drain: the unanswered requests are recorded as 'cancelled'."""
+    server = await start_server(fault="stall")
+    client = OpenAIClient(ClientConfig(base_url=server.url, stall_timeout_s=30.0))
+    limits = RunLimits(duration_s=0.2, drain_timeout_s=0.2)
+    started = time.perf_counter()
+    try:
+        records = await LoadRunner(
+            client, _requests(10, output_tokens=5), ClosedLoop(2), limits
+        ).run()
+    finally:
+        await client.aclose()
+    assert time.perf_counter() - started < 5.0
+    assert [r.error for r in records] == ["cancelled", "cancelled"]

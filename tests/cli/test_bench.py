@@ -74,6 +74,7 @@ def test_trace_with_bad_rows_skips_and_counts_them(server: FaultyServer, tmp_pat
     body = json.loads((tmp_path / "o" / "result.json").read_text())
     assert body["summary"]["requests"] == 2
     assert sum(body["workload_stats"]["skipped"].values()) == 1
+    assert "trace rows skipped" in out
 
 
 def test_sweep_writes_one_result_per_point(server: FaultyServer, tmp_path: Path) -> None:

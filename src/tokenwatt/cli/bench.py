@@ -100,6 +100,13 @@ def summary_table(result: BenchResult) -> Table:
         ("request throughput", _fmt(s.get("request_throughput_rps"), " req/s")),
         ("output throughput", _fmt(s.get("output_throughput_tps"), " tok/s")),
     ]
+    stats = result.workload_stats
+    if stats.get("token_counts"):
+        rows.append(("prompt token counts", str(stats["token_counts"])))
+    skipped = stats.get("skipped") or {}
+    if skipped:
+        detail = ", ".join(f"{k}={v}" for k, v in sorted(skipped.items()))
+        rows.append(("trace rows skipped", f"{sum(skipped.values())} ({detail})"))
     for name in ("ttft_s", "tpot_s", "itl_s", "e2e_s"):
         p = s.get(name, {})
         label = name.removesuffix("_s").upper()
