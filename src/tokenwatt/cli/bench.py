@@ -255,10 +255,15 @@ def run(
         "chat", "--workload", "-w", help=f"One of {', '.join(BENCH_WORKLOADS)}."
     ),
     trace: Path | None = typer.Option(None, "--trace", help="Trace file for --workload trace."),
-    num_requests: int = typer.Option(100, "--num-requests", "-n", help="Measured requests."),
+    num_requests: int = typer.Option(
+        100, "--num-requests", "-n", help="Measured requests (agentic: --sessions x --turns)."
+    ),
     rate: float | None = typer.Option(None, "--rate", help="Open loop: requests per second."),
     concurrency: int | None = typer.Option(
-        None, "--concurrency", "-c", help="Closed loop: requests in flight (agentic: sessions)."
+        None,
+        "--concurrency",
+        "-c",
+        help="Closed loop: requests in flight, default 1 (agentic: sessions at once, default 4).",
     ),
     arrival: str = typer.Option("poisson", "--arrival", help="constant, poisson or gamma."),
     burstiness: float = typer.Option(1.0, "--burstiness", help="Gamma shape (1 = Poisson)."),
@@ -293,7 +298,7 @@ def run(
         help="Endpoint tokenizer for exact prompt lengths: 'bytes' (tokenwatt serve presets) or "
         "a local tokenizer directory. Default: about one token per word (stated in results).",
     ),
-    sessions: int = typer.Option(8, "--sessions", help="Agentic sessions."),
+    sessions: int = typer.Option(8, "--sessions", help="Agentic sessions to generate."),
     turns: int = typer.Option(10, "--turns", help="Turns per agentic session."),
     seed: int = typer.Option(0, "--seed", help="Workload and arrival seed."),
     sweep: str | None = typer.Option(
