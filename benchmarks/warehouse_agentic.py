@@ -152,7 +152,9 @@ def main() -> None:
         if url is None:
             redis_proc, url = _start_redis(Path(tmp.name))
         wh = WarehouseConfig(dram_bytes=0, redis_url=url, redis_timeout_s=5.0)
-    provider = WarehousePrefixProvider(build_store(wh, fingerprint=model.fingerprint), layout)
+    provider = WarehousePrefixProvider(
+        build_store(wh, fingerprint=model.fingerprint), layout, meter=meter
+    )
     off = EngineCore(model, config)
     on = EngineCore(model, config, prefix_provider=provider)
     spec = AgenticSpec(
@@ -198,6 +200,7 @@ def main() -> None:
                   f"{b.energy_j:>7.2f} {1 - b.energy_j / a.energy_j:>6.1%}")  # fmt: skip
             history = prompt + list(a.token_ids)
     long = [(a, b) for _, a, b in rows if b.cached_tokens >= args.threshold]
+    snap = provider.store.stats.snapshot()
     provider.close()
     if redis_proc is not None:
         redis_proc.kill()
@@ -230,6 +233,11 @@ def main() -> None:
     print(f"median energy to first token: off {p_off:.2f} J, on {p_on:.2f} J -> "
           f"{1 - p_on / p_off:.1%} less")  # fmt: skip
     print(f"energy source: {', '.join(labels)}")
+    measured = sum(a.prefill_energy_j - b.prefill_energy_j for _, a, b in rows)
+    print(
+        f"warehouse's own estimate of joules saved (all turns): {snap.energy_saved_j:.1f} J "
+        f"[{snap.energy_basis}]; measured prefill energy off minus on: {measured:.1f} J"
+    )
 
 
 if __name__ == "__main__":
