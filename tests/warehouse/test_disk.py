@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -118,3 +119,18 @@ def test_non_hex_key_rejected(tmp_path: Path) -> None:
     """Keys must be lowercase hex (they become file names)."""
     with pytest.raises(WarehouseError, match="hex"):
         DiskTier(tmp_path, 100).put("../../etc", b"x")
+
+
+def test_recency_survives_restart(tmp_path: Path, make_kv: KV) -> None:
+    """A block read before a restart counts as recently used after it: B, not A, is evicted."""
+    size = len(_block(A, make_kv))
+    first = DiskTier(tmp_path, 2 * size)
+    first.put(A, _block(A, make_kv))
+    first.put(B, _block(B, make_kv))
+    os.utime(first.path_of(A), (1_000_000, 1_000_000))  # written long ago...
+    os.utime(first.path_of(B), (2_000_000, 2_000_000))
+    first.get(A)  # ...but read just now
+    first.close()
+    second = DiskTier(tmp_path, 2 * size)
+    second.put(C, _block(C, make_kv))
+    assert second.contains_many([A, B, C]) == [True, False, True]

@@ -7,6 +7,7 @@ checked, and truncated, mangled or misnamed files (and leftover temporaries) are
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -152,13 +153,19 @@ class DiskTier(TierBase):
             if key not in self._index:
                 return None
             self._policy.on_access(key)
+        path = self._path(key)
         try:
-            with self._path(key).open("rb") as f:
-                return f.read()
+            with path.open("rb") as f:
+                data = f.read()
         except FileNotFoundError:  # evicted or cleared by another process meanwhile
             with self._lock:
                 self._forget(key)
             return None
+        if self.repair:
+            # The file's mtime is the recency the index is rebuilt from after a restart.
+            with contextlib.suppress(OSError):
+                os.utime(path)
+        return data
 
     def put(self, key: str, value: bytes, *, cost: float = 0.0) -> None:
         self.open()
