@@ -13,7 +13,7 @@ import json
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -224,8 +224,13 @@ class OpenAIClient:
                         text = (await response.aread())[:300].decode("utf-8", "replace")
                     yield Failure(time.perf_counter(), _status_kind(status), text, status)
                     return
-                async for event in self._events(response, deadline):
-                    yield event
+                events = self._events(response, deadline)
+                try:
+                    async for event in events:
+                        yield event
+                finally:
+                    # Closed here, not by the garbage collector on some later loop turn.
+                    await events.aclose()
             finally:
                 await ctx.__aexit__(None, None, None)
         except _StreamFailed as exc:
@@ -248,7 +253,7 @@ class OpenAIClient:
 
     async def _events(
         self, response: httpx.Response, deadline: float
-    ) -> AsyncIterator[StreamEvent]:
+    ) -> AsyncGenerator[StreamEvent, None]:
         chat = self.config.api == "chat"
         usage: Mapping[str, Any] = {}
         pending = b""

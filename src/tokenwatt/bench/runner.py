@@ -88,16 +88,21 @@ async def send_one(
     status: int | None = None
     usage: Mapping[str, Any] = {}
     try:
+        # Read to the end (nothing follows the final event) so the client's generator finishes
+        # and releases its connection now rather than when the garbage collector finds it.
+        final = False
         async for event in client.stream(request):
+            if final:
+                continue
             end = event.time_s
             if isinstance(event, Chunk):
                 chunks.append(event.time_s - t0)
-                continue
-            if isinstance(event, Done):
+            elif isinstance(event, Done):
                 error, message, status, usage = None, "", event.status, event.usage
+                final = True
             else:
                 error, message, status = event.kind, event.message, event.status
-            break
+                final = True
     except asyncio.CancelledError:
         error, message, end = "cancelled", "run ended before the answer", time.perf_counter()
     except Exception as exc:  # a third-party client must not end the run
