@@ -2,8 +2,10 @@
 
 ``lookup`` runs on the engine thread and loads only verified blocks; ``on_blocks_ready`` copies
 the new blocks and hands them to a background writer through a bounded queue that drops (and
-counts) on overflow, so storing never delays a step. Prefill speed for the load-or-recompute
-decision is measured from admission (``lookup``) to prompt completion (``on_blocks_ready``).
+counts) on overflow, so storing never delays a step. Prefill cost for the load-or-recompute
+decision (and, with a meter, for the joules-saved estimate) is measured from admission
+(``lookup``) to prompt completion (``on_blocks_ready``); when requests overlap, those windows
+include the others' work too, so the estimates lean high under load.
 """
 
 from __future__ import annotations
