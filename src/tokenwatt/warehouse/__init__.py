@@ -2,6 +2,7 @@
 
 Keys (``BlockHasher``) name full prefix blocks; the codec verifies every block read; tiers (DRAM,
 disk, Redis) store bytes; ``TieredStore`` finds the longest verified prefix and skips failing tiers.
+The engine hook is ``tokenwatt.warehouse.engine_adapter``, imported on demand (it needs torch).
 """
 
 from .codec import (
@@ -17,6 +18,7 @@ from .codec import (
     encode_block,
     read_header,
 )
+from .config import WarehouseConfig, build_store, parse_bytes, parse_warehouse_spec
 from .costmodel import PrefillCostModel
 from .decision import DecisionConfig, LoadDecider
 from .disk import DiskTier
@@ -90,11 +92,15 @@ __all__ = [
     "TieredStore",
     "VerifyReport",
     "WarehouseCollector",
+    "WarehouseConfig",
     "WarehouseStats",
+    "build_store",
     "clear_tier",
     "decode_block",
     "encode_block",
     "fingerprint_digest",
+    "parse_bytes",
+    "parse_warehouse_spec",
     "read_header",
     "register_collector",
     "summarize_tier",
