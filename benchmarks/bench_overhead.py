@@ -8,7 +8,8 @@ own process, a no-op streaming server whose token texts are the server's clock w
 1. Sustainable rate (``--tokens`` tokens per request, no delays): open loop at constant rates
    doubling from --start-rate, then one bisection step. A rate is stable when every request
    succeeds, completions keep up (>= 95% of the offered rate) and the p99 send lag (actual minus
-   scheduled send) is under --max-lag-ms. Figure: the highest stable rate, median of --repeats.
+   scheduled send) is under --max-lag-ms; a rate that fails gets one more try (the machine is
+   shared). Figure: the highest stable rate, median of --repeats searches.
 2. Timing error: requests of --error-tokens tokens, --itl-ms apart, sent at a constant rate that
    keeps about --streams in flight; error = the harness's receive time of a token minus the
    server's send time. tokenwatt and the plain loop stamp every chunk; GuideLLM records wall-clock
@@ -196,6 +197,17 @@ def stable(point: RatePoint, rate: float, max_lag_s: float) -> bool:
     return failed == 0 and done_rps >= 0.95 * rate and lag_p99 <= max_lag_s
 
 
+def _attempt(
+    run_point: Callable[[float], RatePoint], rate: float, max_lag_s: float
+) -> tuple[RatePoint, bool]:
+    """Run a rate point; an unstable one gets a second try (on a shared machine one scheduling
+    spike is noise), and counts as unstable only when both fail."""
+    point = run_point(rate)
+    if not stable(point, rate, max_lag_s):
+        point = run_point(rate)
+    return point, stable(point, rate, max_lag_s)
+
+
 def sustainable_rate(
     run_point: Callable[[float], RatePoint], start: float, max_rate: float, max_lag_s: float
 ) -> float:
@@ -203,8 +215,7 @@ def sustainable_rate(
     best = 0.0
     rate = start
     while rate <= max_rate:
-        point = run_point(rate)
-        ok = stable(point, rate, max_lag_s)
+        point, ok = _attempt(run_point, rate, max_lag_s)
         print(
             f"    {rate:7.0f}/s -> {point[0]:7.1f}/s done, send lag p99 {point[1] * 1e3:7.2f} ms,"
             f" failed {point[2]}: {'stable' if ok else 'UNSTABLE'}",
@@ -213,8 +224,7 @@ def sustainable_rate(
         if not ok:
             if best:
                 mid = (best + rate) / 2
-                mid_point = run_point(mid)
-                mid_ok = stable(mid_point, mid, max_lag_s)
+                mid_point, mid_ok = _attempt(run_point, mid, max_lag_s)
                 if mid_ok:
                     best = mid
                 print(
