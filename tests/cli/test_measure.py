@@ -182,3 +182,31 @@ def test_json_path_in_a_missing_folder_fails_before_running(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "does not exist" in said(result)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["directory", "proc"])
+def test_unwritable_json_path_fails_before_running(tmp_path: Path, kind: str) -> None:
+    """A --json path that is a folder or cannot be created is refused before the command runs."""
+    marker = tmp_path / "ran"
+    out = tmp_path if kind == "directory" else Path("/proc/tokenwatt-qa.json")
+    touch = f"import pathlib; pathlib.Path({str(marker)!r}).touch()"
+    result = run(*CPU, "--json", str(out), "--", PY, "-c", touch)
+    assert result.exit_code == 2
+    assert f"cannot write {out}" in said(result)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", ["inf", "1e12"])
+def test_absurd_idle_duration_is_a_clear_error(value: str) -> None:
+    """An infinite or overflowing --idle-s is refused with a message, not a traceback."""
+    result = run(*CPU, "--idle-s", value, "--", PY, "-c", "pass")
+    assert result.exit_code == 2
+    assert "--idle-s" in said(result) or "idle baseline duration" in said(result)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_help_shows_the_cpu_model_defaults() -> None:
+    """The CPU model options' help keeps its bracketed defaults (not eaten as markup)."""
+    result = CliRunner().invoke(app, ["measure", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    assert "default: 3.5, CCF's AWS average" in " ".join(result.output.split())

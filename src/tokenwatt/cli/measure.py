@@ -60,12 +60,12 @@ def measure(
     active_w_per_core: float | None = typer.Option(
         None,
         "--active-w-per-core",
-        help="CPU model: watts per fully busy logical CPU [default: 3.5, CCF's AWS average].",
+        help="CPU model: watts per fully busy logical CPU \\[default: 3.5, CCF's AWS average].",
     ),
     idle_w_per_core: float | None = typer.Option(
         None,
         "--idle-w-per-core",
-        help="CPU model: watts per idle logical CPU [default: 0.74, CCF's AWS average].",
+        help="CPU model: watts per idle logical CPU \\[default: 0.74, CCF's AWS average].",
     ),
     facility: str = typer.Option(
         "uptime-2024-average",
@@ -86,9 +86,9 @@ def measure(
     power, idle-adjusted energy, facility energy, carbon and cost. Exits with COMMAND's status."""
     if not command:
         raise fail("no command given; usage: tokenwatt measure [OPTIONS] -- COMMAND [ARGS]...")
-    if json_path is not None and not json_path.parent.is_dir():
+    if json_path is not None:
         # checked before running, so a long run is not lost to a typo in the path
-        raise fail(f"cannot write {json_path}: folder {json_path.parent} does not exist")
+        _check_writable(json_path)
     with user_errors():
         model = facility_preset(
             facility,
@@ -136,6 +136,22 @@ def measure(
             raise fail(f"cannot write {json_path}: {exc.strerror or exc}") from None
         err_console.print(f"wrote {json_path}", highlight=False)
     raise typer.Exit(result.exit_code)
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now unless ``path`` can be written, leaving no trace of the probe."""
+    if not path.parent.is_dir():
+        raise fail(f"cannot write {path}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise fail(f"cannot write {path}: it is a folder; give a file name such as {path}/m.json")
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror or exc}") from None
+    if not existed:
+        path.unlink(missing_ok=True)
 
 
 def _or(value: float | None, default: float) -> float:

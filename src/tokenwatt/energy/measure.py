@@ -63,6 +63,7 @@ EXIT_NOT_STARTED = 127
 """Exit status when the command cannot be started (as POSIX shells use)."""
 
 _INTERRUPT_GRACE_S = 5.0
+_MAX_IDLE_S = 86_400.0
 
 
 class CommandNotStartedError(TokenwattError):
@@ -170,8 +171,11 @@ def _check_inputs(argv: Sequence[str], meters: Sequence[Meter], idle_s: float) -
         raise ConfigError("no command to measure; put it after `--`, e.g. `-- python app.py`")
     if not meters:
         raise ConfigError("no energy meter available; see the skipped back-ends for why")
-    if not idle_s >= 0:
-        raise ConfigError(f"idle baseline duration must be >= 0 s, got {idle_s!r}")
+    if not 0 <= idle_s <= _MAX_IDLE_S:
+        raise ConfigError(
+            f"idle baseline duration must be >= 0 s and at most {_MAX_IDLE_S:g} s (a day), "
+            f"got {idle_s!r}; a few seconds (--idle-s 5) is usually enough"
+        )
 
 
 _FORWARDED = (signal.SIGTERM, signal.SIGHUP)
