@@ -11,8 +11,13 @@ from tokenwatt.energy.meter import Component, Reading
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.calibrate import (
     CalibrationSpec,
+    EnergyWindow,
+    StepRecord,
     calibrate,
+    monotone,
     power_from_profile,
+    profile_from_steps,
+    serving_from_profile,
     write_profile,
 )
 from tokenwatt.plan.config import PlanConfig
@@ -152,6 +157,117 @@ def test_rounds_take_the_median_through_a_burst_of_load() -> None:
     profile = calibrate(make, spec, None, "fake", clock)
     assert made[0] == 1 + 3 * per_round
     assert profile["prefill"][1][1] == pytest.approx(0.001 + 1e-5 * 100)
+
+
+def test_slow_long_context_round_never_zeroes_the_decode_table() -> None:
+    """A long-context measurement slowed 50x (load elsewhere) caps the context slope at half a
+    short step instead of subtracting the decode table down to zero."""
+    clock, m = _setup()
+    made = [0]
+    spec = CalibrationSpec(prefill_tokens=(10, 100), decode_batches=(1, 4, 8), long_context=116)
+    per_round = len(spec.prefill_tokens) * spec.repeats + len(spec.decode_batches) + 1
+
+    def make() -> FakeEngine:
+        made[0] += 1
+        return FakeEngine(clock, m, slow=50.0 if made[0] == 1 + per_round else 1.0)
+
+    profile = calibrate(make, spec, None, "fake", clock)
+    times = [t for _, t in profile["decode"]]
+    assert min(times) > 0
+    assert times == sorted(times)
+    # batch 8 at its measured context: exactly half of its step is left as the zero-context time
+    assert times[-1] == pytest.approx((0.005 + 0.008 + 1e-6 * 8 * 19.5) / 2, rel=0.02)
+
+
+def test_monotone_pools_adjacent_violators() -> None:
+    """A dip is pooled into the weighted mean of the violating run; sorted input is unchanged."""
+    assert monotone([1.0, 3.0, 2.0, 4.0]) == [1.0, 2.5, 2.5, 4.0]
+    assert monotone([1.0, 3.0, 1.0], [1.0, 1.0, 2.0]) == pytest.approx([1.0, 5 / 3, 5 / 3])
+    assert monotone([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+
+
+def _steps() -> list[StepRecord]:
+    """Decodes at batch 1 (2 ms) and 2 (3 ms), prefills of 100 tokens (10 ms) with one decode
+    fused in, 3 of each; one lone batch-3 decode."""
+    steps = [StepRecord(0.002, 1, 0), StepRecord(0.003, 2, 0), StepRecord(0.010, 1, 99)] * 3
+    return [*steps, StepRecord(0.050, 3, 0)]
+
+
+def test_profile_from_steps_medians_per_row() -> None:
+    """Each table row is the median of its steps; a fused step is keyed by prompt + decodes."""
+    profile = profile_from_steps(_steps(), "served")
+    assert profile["decode"] == [[1.0, pytest.approx(0.002)], [2.0, pytest.approx(0.003)]]
+    assert profile["prefill"] == [[100.0, pytest.approx(0.010)]]
+    assert profile["serving"] == {"request_s": 0.0, "token_s": 0.0}
+    assert "power" not in profile
+
+
+def test_profile_from_steps_mean_or_median() -> None:
+    """The mean keeps the busy time a row's steps add up to; the median ignores the outlier."""
+    steps = [StepRecord(t, 1, 0) for t in (0.001, 0.001, 0.004)]
+    steps += [StepRecord(0.010, 0, 100)] * 3
+    assert profile_from_steps(steps, "s")["decode"] == [[1.0, pytest.approx(0.002)]]
+    median = profile_from_steps(steps, "s", statistic="median")
+    assert median["decode"] == [[1.0, 0.001]]
+    with pytest.raises(ConfigError, match="mean or median"):
+        profile_from_steps(steps, "s", statistic="mode")
+
+
+def test_profile_from_steps_records_the_prefill_spread() -> None:
+    """Prefill steps of 10 ms and 30 ms (mean 20 ms) give jitter factors 0.5 and 1.5."""
+    steps = [StepRecord(0.002, 1, 0)] * 3
+    steps += [StepRecord(0.010, 0, 100), StepRecord(0.030, 0, 100)] * 20
+    profile = profile_from_steps(steps, "s", jitter_points=4)
+    assert profile["prefill"] == [[100.0, pytest.approx(0.020)]]
+    assert profile["prefill_jitter"] == pytest.approx([0.5, 0.5, 1.5, 1.5])
+    assert "prefill_jitter" not in profile_from_steps(steps, "s", jitter_points=0)
+
+
+def test_profile_from_steps_takes_out_the_context_term() -> None:
+    """Decode rows hold the time at empty context: slope x context is subtracted per step."""
+    steps = [StepRecord(0.003, 1, 0, context_tokens=1000)] * 3
+    steps += [StepRecord(0.010, 0, 100)] * 3
+    profile = profile_from_steps(steps, "s", decode_s_per_context_token=1e-6)
+    assert profile["decode"] == [[1.0, pytest.approx(0.002)]]
+
+
+def test_profile_from_steps_busy_power_from_the_window(tmp_path: Path) -> None:
+    """Busy watts: the window's joules less idle watts x idle seconds, over the step seconds."""
+    steps = _steps()  # 0.095 s of steps
+    window = EnergyWindow(energy_j=10.0, window_s=10.0, idle_w=0.5, source="fake", scope="cpu")
+    profile = profile_from_steps(steps, "s", energy=window, request_overhead_s=0.004)
+    busy_s = sum(s.seconds for s in steps)
+    expected = (10.0 - 0.5 * (10.0 - busy_s)) / busy_s
+    path = tmp_path / "p.json"
+    write_profile(profile, path)
+    power = power_from_profile(path)
+    assert power is not None
+    assert (power.idle_w, power.prefill_w, power.decode_max_w) == pytest.approx(
+        (0.5, expected, expected)
+    )
+    assert "served workload (10 steps): fake" in power.source
+    assert serving_from_profile(path) == (0.004, 0.0)
+
+
+def test_profile_from_steps_needs_enough_steps() -> None:
+    """Without min_samples steps of both kinds the fit refuses, saying what to do."""
+    with pytest.raises(ConfigError, match="serve a longer workload"):
+        profile_from_steps([StepRecord(0.002, 1, 0)] * 5, "s")
+
+
+def test_step_record_rejects_empty_and_negative_steps() -> None:
+    """A step with no tokens or a negative duration is refused."""
+    with pytest.raises(ConfigError, match="at least one token"):
+        StepRecord(0.001, 0, 0)
+    with pytest.raises(ConfigError, match="seconds"):
+        StepRecord(-1.0, 1, 0)
+
+
+def test_serving_from_profile_defaults_to_none(tmp_path: Path) -> None:
+    """A profile without a serving section adds no overhead."""
+    path = tmp_path / "p.json"
+    write_profile(_profile(meter=False), path)
+    assert serving_from_profile(path) == (0.0, 0.0)
 
 
 def test_bad_spec_is_refused() -> None:

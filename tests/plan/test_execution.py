@@ -15,6 +15,8 @@ from tokenwatt.plan.execution import (
     ServingOverhead,
     decode_steps_until,
     linear_max_sum,
+    resolve_profile,
+    shipped_profiles,
 )
 from tokenwatt.plan.hardware import accelerator_preset, model_preset
 
@@ -127,6 +129,71 @@ def test_profile_missing_file(tmp_path: Path) -> None:
     """A missing profile points at `tokenwatt plan calibrate`."""
     with pytest.raises(ConfigError, match="plan calibrate"):
         ProfileModel.from_file(tmp_path / "none.json")
+
+
+def test_prefill_jitter_is_a_deterministic_pick_of_the_factors() -> None:
+    """Each prefill size gets one of the factors, the same one every call; both are used."""
+    plain = ProfileModel(prefill_table=((1.0, 0.001), (1001.0, 0.101)))
+    jittered = ProfileModel(prefill_table=plain.prefill_table, prefill_jitter=(0.5, 2.0))
+    factors = {
+        round(jittered.prefill_s(n, 1, 7) / plain.prefill_s(n, 1, 7), 9) for n in range(1, 200)
+    }
+    assert factors == {0.5, 2.0}
+    assert jittered.prefill_s(64, 2, 10) == jittered.prefill_s(64, 2, 10)
+    assert jittered.decode_s(4, 100, 3) == plain.decode_s(4, 100, 3)
+
+
+def test_prefill_jitter_must_be_positive() -> None:
+    """A zero factor would make a free iteration: refused."""
+    with pytest.raises(ConfigError, match="prefill_jitter"):
+        ProfileModel(prefill_jitter=(1.0, 0.0))
+
+
+def test_jittered_profile_fast_and_step_modes_agree() -> None:
+    """Jitter is a function of the iteration's sizes, so both simulation modes still agree."""
+    from tokenwatt.plan.config import PlanConfig, ReplicaConfig
+    from tokenwatt.plan.simulator import simulate
+    from tokenwatt.workload.types import Request
+
+    model = ProfileModel(
+        prefill_table=((1.0, 0.001), (1001.0, 0.101)), prefill_jitter=(0.5, 1.0, 1.5)
+    )
+    reqs = [Request(f"r{i}", 0.013 * i, 20 + 37 * i % 200, 3 + i % 9) for i in range(60)]
+    results = [
+        simulate(
+            PlanConfig(mode=mode, replica=ReplicaConfig(max_batch=8, chunked_prefill=chunked)),
+            reqs,
+            execution=model,
+        ).to_dict()
+        for chunked in (False, True)
+        for mode in ("fast", "step")
+    ]
+    for fast, step in (results[:2], results[2:]):
+        assert fast["completed"] == step["completed"] == 60
+        for k, v in fast["latency_s"].items():
+            assert v == pytest.approx(step["latency_s"][k], rel=1e-9, abs=1e-12), k
+        assert fast["energy_j"] == pytest.approx(step["energy_j"], rel=1e-9)
+
+
+def test_shipped_profile_loads_by_name() -> None:
+    """`tiny-cpu` ships with the package and loads by name, with positive step times."""
+    assert "tiny-cpu" in shipped_profiles()
+    model = ProfileModel.from_file("tiny-cpu")
+    assert model.name == "tiny-cpu"
+    assert model.prefill_s(128, 1) > 0 and model.decode_s(4, 400, 1) > 0
+
+
+def test_existing_file_wins_over_a_shipped_name(tmp_path: Path) -> None:
+    """A path that exists is the file, even when a shipped profile has a similar name."""
+    p = tmp_path / "tiny-cpu"
+    p.write_text("{}")
+    assert resolve_profile(p) == p
+
+
+def test_unknown_profile_name_lists_the_shipped_ones() -> None:
+    """Neither a file nor a shipped name: the error names what ships."""
+    with pytest.raises(ConfigError, match=r"shipped: .*tiny-cpu"):
+        resolve_profile("tiny-gpu-nonexistent")
 
 
 def test_serving_overhead_adds_per_emitted_token() -> None:

@@ -9,23 +9,30 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from tokenwatt.energy.meter import Meter
 from tokenwatt.errors import ConfigError
+from tokenwatt.plan.execution import ProfileModel, resolve_profile
 from tokenwatt.plan.hardware import PowerModel
 
 __all__ = [
     "CalibrationSpec",
+    "EnergyWindow",
     "EngineTarget",
+    "StepRecord",
     "StepTarget",
     "calibrate",
+    "monotone",
     "power_from_profile",
+    "profile_from_steps",
+    "serving_from_profile",
     "write_profile",
 ]
 
@@ -174,6 +181,20 @@ def _decode(
     return statistics.median(times), mid_context, joules, sum(times)
 
 
+def monotone(values: list[float], weights: list[float] | None = None) -> list[float]:
+    """The non-decreasing sequence nearest ``values`` in weighted least squares (pool adjacent
+    violators): a bigger batch or step never runs faster, whatever one noisy median said."""
+    w = weights or [1.0] * len(values)
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for v, wi in zip(values, w, strict=True):
+        blocks.append([v, wi, 1.0])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, n2 = blocks.pop()
+            m1, w1, n1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return [m for m, _, n in blocks for _ in range(int(n))]
+
+
 def _ratio(joules: float, seconds: float) -> float:
     return joules / seconds if seconds > 0 else 0.0
 
@@ -238,8 +259,12 @@ def calibrate(
     t_long, ctx_long = med(r.long_s for r in rounds), rounds[0].long_ctx
     t_short, ctx_short = short[b_ref]
     slope = max(0.0, (t_long - t_short) / (b_ref * (ctx_long - ctx_short)))
+    # A long-context step slowed by load elsewhere inflates the slope, and subtracting it would
+    # zero the table: the context term may take at most half of any measured short step.
+    slope = min([slope] + [t / (2.0 * b * ctx) for b, (t, ctx) in short.items() if ctx > 0])
     # the table holds times at empty context: the model adds slope x context back
-    decode = [[float(b), max(0.0, t - slope * b * ctx)] for b, (t, ctx) in short.items()]
+    zero_ctx = [t - slope * b * ctx for b, (t, ctx) in short.items()]
+    decode = [[float(b), t] for b, t in zip(short, monotone(zero_ctx), strict=True)]
     profile: dict[str, Any] = {
         "name": name,
         "prefill": prefill,
@@ -280,11 +305,9 @@ def write_profile(profile: dict[str, Any], path: str | Path) -> None:
 
 def power_from_profile(path: str | Path) -> PowerModel | None:
     """The power model a profile file carries, or None if it was measured without a meter."""
-    p = Path(path)
+    p = resolve_profile(path)
     try:
         data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"profile file {p} not found; run `tokenwatt plan calibrate`") from None
     except ValueError as exc:
         raise ConfigError(f"profile file {p} is not JSON ({exc})") from None
     power = data.get("power") if isinstance(data, dict) else None
@@ -294,3 +317,192 @@ def power_from_profile(path: str | Path) -> PowerModel | None:
         return PowerModel(**power)
     except TypeError as exc:
         raise ConfigError(f"profile file {p}: bad power section ({exc})") from None
+
+
+# -- calibration from a served workload -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One engine step observed while the engine served traffic over HTTP."""
+
+    seconds: float
+    """Start of this step to the start of the next (the loop's dispatch of outputs included)."""
+    decodes: int
+    """Requests that decoded one token in the step."""
+    prefill_tokens: int
+    """Prompt tokens (whole prompts or chunks) the step computed."""
+    context_tokens: int = 0
+    """KV positions the decoding requests held at the step."""
+
+    def __post_init__(self) -> None:
+        if not (self.seconds >= 0 and math.isfinite(self.seconds)):
+            raise ConfigError(f"step record: seconds must be finite and >= 0, got {self.seconds}")
+        if min(self.decodes, self.prefill_tokens, self.context_tokens) < 0:
+            raise ConfigError("step record: token counts must be >= 0")
+        if self.decodes + self.prefill_tokens == 0:
+            raise ConfigError("step record: a step computes at least one token")
+
+
+@dataclass(frozen=True)
+class EnergyWindow:
+    """Metered energy over the served workload the steps came from."""
+
+    energy_j: float
+    """Joules the meters counted over the window."""
+    window_s: float
+    """Seconds the window lasted (busy steps and idle time)."""
+    idle_w: float
+    """Watts the meters counted with the server up and no request in flight."""
+    source: str
+    """The meters' sources, e.g. ``estimated:cpu-model``."""
+    scope: str
+    """What the meters cover (cpu, gpu, node)."""
+
+    def __post_init__(self) -> None:
+        if not (self.energy_j >= 0 and self.window_s > 0 and self.idle_w >= 0):
+            raise ConfigError(
+                "energy window: need energy_j >= 0, window_s > 0 and idle_w >= 0, got "
+                f"{self.energy_j}, {self.window_s}, {self.idle_w}"
+            )
+
+
+_STATISTICS: dict[str, Callable[[list[float]], float]] = {
+    "mean": statistics.fmean,
+    "median": statistics.median,
+}
+
+
+class _Rows:
+    """Seconds at x from (x, seconds) rows, as ProfileModel interpolates them."""
+
+    def __init__(self, rows: list[tuple[float, float]]) -> None:
+        self.model = ProfileModel(prefill_table=tuple(rows))
+
+    def __call__(self, x: float) -> float:
+        return self.model.prefill_s(round(x), 1)
+
+
+def _binned(
+    points: list[tuple[float, tuple[float, float]]],
+    min_samples: int,
+    centre: Callable[[list[float]], float] = statistics.median,
+) -> tuple[list[float], list[float], list[float]]:
+    """Per bin key: (median x, centre of seconds, count) of its (x, seconds) points; bins with
+    too few samples left out, seconds made non-decreasing in x."""
+    groups: dict[float, list[tuple[float, float]]] = {}
+    for key, point in points:
+        groups.setdefault(key, []).append(point)
+    xs, ts, ns = [], [], []
+    for key in sorted(groups):
+        rows = groups[key]
+        if len(rows) < min_samples:
+            continue
+        xs.append(statistics.median(r[0] for r in rows))
+        ts.append(centre([r[1] for r in rows]))
+        ns.append(float(len(rows)))
+    return xs, monotone(ts, ns), ns
+
+
+def profile_from_steps(
+    steps: Sequence[StepRecord],
+    name: str,
+    *,
+    decode_s_per_context_token: float = 0.0,
+    bins_per_octave: int = 2,
+    min_samples: int = 3,
+    energy: EnergyWindow | None = None,
+    request_overhead_s: float = 0.0,
+    statistic: str = "mean",
+    jitter_points: int = 40,
+) -> dict[str, Any]:
+    """A profile (``write_profile``'s dict) from steps observed while serving.
+
+    Decode rows: the median pure-decode step per batch size (the context term, at
+    ``decode_s_per_context_token``, taken out). Prefill rows: steps that computed prompt tokens,
+    keyed as the simulator prices a fused step, by prompt tokens plus decodes, in log-spaced bins
+    (``bins_per_octave``), median per bin. Rows with fewer than ``min_samples`` steps are left
+    out; both tables are made non-decreasing. ``statistic`` is ``mean`` (a row then keeps the
+    busy time its steps add up to, which throughput and energy depend on) or ``median``.
+    ``jitter_points`` quantiles of each prefill step's time over its row's (scaled to mean 1)
+    become the profile's ``prefill_jitter``: the spread that sets the TTFT tail (0: none).
+    With ``energy``, one busy power for every phase:
+    the window's joules less its idle draw, over the summed step seconds.
+    ``request_overhead_s`` (the serving time outside the engine per request) is stored under
+    ``serving`` for ``serving_from_profile``.
+    """
+    if bins_per_octave < 1 or min_samples < 1 or jitter_points < 0:
+        raise ConfigError(
+            "profile_from_steps: bins_per_octave and min_samples must be >= 1, jitter_points >= 0"
+        )
+    if statistic not in _STATISTICS:
+        raise ConfigError(f"profile_from_steps: statistic must be mean or median, not {statistic}")
+    centre = _STATISTICS[statistic]
+    slope = decode_s_per_context_token
+    dec_points = [
+        (float(s.decodes), (float(s.decodes), s.seconds - slope * s.context_tokens))
+        for s in steps
+        if s.prefill_tokens == 0
+    ]
+    pre_points: list[tuple[float, tuple[float, float]]] = []
+    for s in steps:
+        if s.prefill_tokens > 0:
+            x = float(s.prefill_tokens + s.decodes)
+            pre_points.append((float(math.floor(math.log2(x) * bins_per_octave)), (x, s.seconds)))
+    dec_x, dec_t, _ = _binned(dec_points, min_samples, centre)
+    pre_x, pre_t, _ = _binned(pre_points, min_samples, centre)
+    if not dec_x or not pre_x:
+        raise ConfigError(
+            f"profile_from_steps: fewer than {min_samples} steps for every "
+            f"{'decode batch size' if not dec_x else 'prefill size'}; serve a longer workload"
+        )
+    profile: dict[str, Any] = {
+        "name": name,
+        "prefill": [[x, t] for x, t in zip(pre_x, pre_t, strict=True)],
+        "decode": [[x, max(0.0, t)] for x, t in zip(dec_x, dec_t, strict=True)],
+        "decode_s_per_context_token": slope,
+        "serving": {"request_s": request_overhead_s, "token_s": 0.0},
+        "steps": len(steps),
+    }
+    if jitter_points and len(pre_points) >= jitter_points:
+        table = [(x, t) for x, t in zip(pre_x, pre_t, strict=True)]
+        model_t = _Rows(table)
+        ratios = sorted(t / model_t(x) for _, (x, t) in pre_points if model_t(x) > 0)
+        q = [
+            ratios[min(len(ratios) - 1, int((i + 0.5) * len(ratios) / jitter_points))]
+            for i in range(jitter_points)
+        ]
+        mean = sum(q) / len(q)
+        profile["prefill_jitter"] = [f / mean for f in q]
+    if energy is not None:
+        busy_s = sum(s.seconds for s in steps)
+        idle_s = max(0.0, energy.window_s - busy_s)
+        busy_w = max(energy.idle_w, (energy.energy_j - energy.idle_w * idle_s) / max(busy_s, 1e-9))
+        profile["power"] = {
+            "name": name,
+            "kind": "calibrated",
+            "scope": energy.scope,
+            "idle_w": energy.idle_w,
+            "prefill_w": busy_w,
+            "decode_min_w": busy_w,
+            "decode_max_w": busy_w,
+            "decode_saturation_batch": int(max(dec_x)),
+            "cold_start_w": energy.idle_w,
+            "load_w": energy.idle_w,
+            "source": (
+                f"calibrated from a served workload ({len(steps)} steps): {energy.source} "
+                f"(scope {energy.scope})"
+            ),
+        }
+    return profile
+
+
+def serving_from_profile(path: str | Path) -> tuple[float, float]:
+    """(request_overhead_s, token_overhead_s) a profile carries; (0, 0) when it has none."""
+    p = resolve_profile(path)
+    try:
+        data = json.loads(p.read_text())
+        serving = data.get("serving") or {}
+        return float(serving.get("request_s", 0.0)), float(serving.get("token_s", 0.0))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"profile file {p}: bad serving section ({exc})") from None

@@ -13,6 +13,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,7 +27,38 @@ __all__ = [
     "ServingOverhead",
     "decode_steps_until",
     "linear_max_sum",
+    "resolve_profile",
+    "shipped_profiles",
 ]
+
+_PROFILES = "data/profiles"
+"""Where shipped calibration profiles live inside the package (``<name>.json``)."""
+
+
+def shipped_profiles() -> tuple[str, ...]:
+    """Names of the calibration profiles that ship with tokenwatt (e.g. ``tiny-cpu``)."""
+    folder = resources.files("tokenwatt").joinpath(_PROFILES)
+    if not folder.is_dir():
+        return ()
+    return tuple(sorted(f.name[:-5] for f in folder.iterdir() if f.name.endswith(".json")))
+
+
+def resolve_profile(path_or_name: str | Path) -> Path:
+    """The profile file for ``path_or_name``: an existing file, else a shipped profile's name.
+
+    Raises ConfigError naming the shipped profiles when it is neither.
+    """
+    p = Path(path_or_name)
+    if p.is_file():
+        return p
+    name = str(path_or_name)
+    if name in shipped_profiles():
+        return Path(str(resources.files("tokenwatt").joinpath(f"{_PROFILES}/{name}.json")))
+    known = ", ".join(shipped_profiles()) or "none"
+    raise ConfigError(
+        f"profile file {p} not found and not a shipped profile (shipped: {known}); "
+        "run `tokenwatt plan calibrate` or pass a shipped name"
+    )
 
 
 @runtime_checkable
@@ -158,6 +190,16 @@ def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
+def _mix(a: int, b: int, c: int) -> int:
+    """A well-spread 32-bit hash of three sizes (stable across processes, unlike str hashes)."""
+    h = (a * 0x9E3779B1 + b * 0x85EBCA77 + c * 0xC2B2AE3D) & 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x7FEB352D) & 0xFFFFFFFF
+    h ^= h >> 15
+    h = (h * 0x846CA68B) & 0xFFFFFFFF
+    return h ^ (h >> 16)
+
+
 def _table(
     name: str, rows: Sequence[Sequence[float]]
 ) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -184,17 +226,24 @@ class ProfileModel:
     """Extra seconds per decode iteration per token of context held by the batch."""
     name: str = "profile"
     """Where the tables came from (file name or engine)."""
+    prefill_jitter: tuple[float, ...] = ()
+    """Measured spread of prefill (and fused) iterations: equally likely factors on the table's
+    time, mean 1 (empty: none). Each iteration takes the factor a hash of its sizes picks, so
+    a simulation stays deterministic and fast and step modes agree."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_prefill", _table("prefill", self.prefill_table))
         object.__setattr__(self, "_decode", _table("decode", self.decode_table))
         if self.decode_s_per_context_token < 0:
             raise ConfigError("profile: decode_s_per_context_token must be >= 0")
+        if any(not (f > 0 and math.isfinite(f)) for f in self.prefill_jitter):
+            raise ConfigError("profile: prefill_jitter factors must be finite and > 0")
 
     @classmethod
     def from_file(cls, path: str | Path) -> ProfileModel:
-        """Load a profile JSON file (keys: prefill, decode, decode_s_per_context_token)."""
-        p = Path(path)
+        """Load a profile JSON file (keys: prefill, decode, decode_s_per_context_token), or a
+        shipped profile by name (``shipped_profiles()``)."""
+        p = resolve_profile(path)
         try:
             data = json.loads(p.read_text())
             return cls(
@@ -202,11 +251,8 @@ class ProfileModel:
                 decode_table=tuple(tuple(r) for r in data["decode"]),  # type: ignore[misc]
                 decode_s_per_context_token=float(data.get("decode_s_per_context_token", 0.0)),
                 name=str(data.get("name", p.name)),
+                prefill_jitter=tuple(float(f) for f in data.get("prefill_jitter", ())),
             )
-        except FileNotFoundError:
-            raise ConfigError(
-                f"profile file {p} not found; run `tokenwatt plan calibrate`"
-            ) from None
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ConfigError(
                 f"profile file {p} is malformed ({exc}); expected JSON with 'prefill' and "
@@ -215,9 +261,14 @@ class ProfileModel:
 
     def prefill_s(self, tokens: int, batch: int, attention_pairs: int = 0) -> float:
         """Seconds for one prefill iteration over ``tokens`` tokens (interpolated; the measured
-        table already holds the attention cost of prompts of that length)."""
+        table already holds the attention cost of prompts of that length), times the jitter
+        factor of these sizes."""
         xs, ys = self._prefill  # type: ignore[attr-defined]
-        return _interp(xs, ys, float(tokens))
+        t = _interp(xs, ys, float(tokens))
+        jitter = self.prefill_jitter
+        if jitter:
+            t *= jitter[_mix(tokens, batch, attention_pairs) % len(jitter)]
+        return t
 
     def decode_s(self, batch: int, context_tokens: int, steps: int) -> float:
         """Seconds for ``steps`` decode iterations (interpolated over the batch size)."""
