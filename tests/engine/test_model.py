@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,32 @@ def test_small_preset_builds() -> None:
     """The small preset (8 layers, hidden 512) builds with its documented shapes."""
     lm = load_model("small", device="cpu")
     assert (lm.num_layers, lm.num_kv_heads, lm.head_dim) == (8, 4, 64)
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda d: (d / "model.safetensors").write_bytes(b"garbage"), id="garbage"),
+        pytest.param(lambda d: _truncate(d / "model.safetensors"), id="truncated"),
+        pytest.param(
+            lambda d: (d / "config.json").write_text(
+                (d / "config.json").read_text().replace('"hidden_size": 128', '"hidden_size": 64')
+            ),
+            id="shape-mismatch",
+        ),
+    ],
+)
+def test_damaged_weights_are_a_model_error(
+    tiny: LoadedModel, tmp_path: Path, damage: Callable[[Path], object]
+) -> None:
+    """Corrupt, truncated or mis-shaped safetensors give a ModelError naming the folder."""
+    _save_checkpoint(tiny, tmp_path)
+    assert '"hidden_size": 128' in (tmp_path / "config.json").read_text()
+    damage(tmp_path)
+    with pytest.raises(ModelError, match="cannot load checkpoint"):
+        load_model(str(tmp_path), device="cpu")

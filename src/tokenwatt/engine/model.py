@@ -265,8 +265,15 @@ def _load_checkpoint(path: Path, dev: torch.device, dtype: torch.dtype) -> Loade
     try:
         model = auto_model.from_pretrained(str(path), local_files_only=True, dtype=dtype).to(dev)
         hf_tok = auto_tokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path}: cannot load checkpoint ({exc}); check its files") from exc
+    except Exception as exc:
+        # safetensors and transformers raise their own types (SafetensorError, RuntimeError
+        # on shape mismatch); every one of them means the same thing to the user
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelError(
+            f"{path}: cannot load checkpoint ({type(exc).__name__}: {reason}); check that "
+            "config.json, the *.safetensors weights and the tokenizer files belong together "
+            "and are complete"
+        ) from exc
     model.eval()
     _check_llama_like(model, path)
     cfg = model.config
