@@ -108,3 +108,26 @@ def test_serve_answers_then_stops_on_signal(sig: signal.Signals, status: int) ->
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_broken_warehouse_tiers_are_reported_and_serving_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unusable disk folder and a dead Redis are named at start, quickly; serve still
+    starts, with those tiers skipped."""
+    served: list[object] = []
+    monkeypatch.setattr("tokenwatt.cli.serve.serve_engine", lambda *a, **k: served.append(a))
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    spec = f"dram=16MiB,disk={not_a_dir},redis=redis://127.0.0.1:1,redis-timeout=0.2"
+    start = time.monotonic()
+    result = CliRunner().invoke(
+        app, ["serve", "--meters", "none", "--port", str(free_port()), "--warehouse", spec]
+    )
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, said
+    assert len(served) == 1
+    assert f"warehouse tier disk skipped: cannot use {not_a_dir}" in said
+    assert "warehouse tier redis skipped:" in said and "127.0.0.1:1" in said
+    assert "serving without them; they are retried with backoff" in said
+    assert time.monotonic() - start < 20

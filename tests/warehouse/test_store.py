@@ -207,3 +207,22 @@ def test_planned_dram_block_pinned_against_promotion(make_kv: KV, tmp_path: Path
     loaded = store.load(KEYS[:2], block_tokens=4)
     assert loaded.tiers == ("disk", "dram")
     assert dram.contains_many(KEYS[:2]) == [False, True]
+
+
+def test_check_tiers_names_each_failing_tier_and_why(tmp_path: Path) -> None:
+    """check_tiers tries every tier once: a healthy tier is absent, a failing one maps to its
+    reason and is then skipped like any failed tier."""
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    faulty = FaultyTier(MemoryTier(1 << 20), name="remote")
+    faulty.failing = True
+    store = TieredStore(
+        [TierConfig(MemoryTier(1 << 20)), TierConfig(DiskTier(not_a_dir, 1 << 20)), faulty],
+        fingerprint="m",
+    )
+    problems = store.check_tiers()
+    assert sorted(problems) == ["disk", "remote"]
+    assert "cannot use" in problems["disk"] and "pick a writable directory" in problems["disk"]
+    assert not store.tier_available("disk")
+    assert store.tier_available("dram")
+    store.close()

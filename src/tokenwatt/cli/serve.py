@@ -10,6 +10,7 @@ import os
 from dataclasses import replace
 
 import typer
+from rich.markup import escape
 
 from tokenwatt.cli._common import console, user_errors
 from tokenwatt.energy.combined import CombinedMeter
@@ -103,6 +104,7 @@ def serve(
         f"energy meters: {sources}\nwarehouse: {warehouse or 'off'}",
         highlight=False,
     )
+    _report_warehouse_tiers(provider)
     hooks = [h for h in (getattr(provider, "close", None), meter.close if meter else None) if h]
     serve_engine(engine, config, on_shutdown=hooks)
 
@@ -146,3 +148,22 @@ def _warehouse(
     from tokenwatt.warehouse.engine_adapter import build_prefix_provider
 
     return build_prefix_provider(spec, loaded, block_tokens=block_tokens, meter=meter)
+
+
+def _report_warehouse_tiers(provider: PrefixProvider | None) -> None:
+    """Say now which warehouse tiers do not work, rather than at the first request."""
+    store = getattr(provider, "store", None)
+    check = getattr(store, "check_tiers", None)
+    if check is None:
+        return
+    problems: dict[str, str] = check()
+    for name, reason in problems.items():
+        console.print(
+            f"[yellow]warehouse tier {name} skipped:[/] {escape(reason)}", highlight=False
+        )
+    if problems:
+        console.print(
+            "serving without them; they are retried with backoff, so a tier that comes back "
+            "is used again",
+            highlight=False,
+        )

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+_HEALTH_KEY = "0" * 32
+"""A well-formed key no block has in practice: looked up only to see that a tier answers."""
+
+
 class _TierUnavailable(Exception):
     """Internal: the call was skipped, raised or timed out (already counted)."""
 
@@ -180,6 +184,24 @@ class TieredStore:
         """False while ``name``'s circuit breaker is open (it failed recently)."""
         with self._lock:
             return self._breakers[name].allow()
+
+    def check_tiers(self) -> dict[str, str]:
+        """Try every tier once with a cheap lookup (under its timeout); ``{name: reason}`` for
+        each that failed. A failed tier is skipped and retried later with backoff, as always:
+        this only lets a caller say so up front instead of at the first request."""
+        problems: dict[str, str] = {}
+        for tc in self.tiers:
+            try:
+                self._call(tc, functools.partial(tc.tier.contains_many, [_HEALTH_KEY]))
+            except _TierUnavailable as exc:
+                cause = exc.__cause__
+                if cause is None:
+                    problems[tc.tier.name] = "skipped: it failed recently"
+                elif isinstance(cause, cf.TimeoutError):
+                    problems[tc.tier.name] = f"no answer within {tc.timeout_s:g} s"
+                else:
+                    problems[tc.tier.name] = str(cause) or type(cause).__name__
+        return problems
 
     # -- reading ----------------------------------------------------------------------------
 
