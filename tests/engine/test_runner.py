@@ -1,0 +1,109 @@
+"""The model runner's attention paths: continuation prefill, grouped decode, the RoPE table."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from tokenwatt.engine.kv import KVCacheManager
+from tokenwatt.engine.model import LoadedModel
+from tokenwatt.engine.runner import ModelRunner, StepItem, _attend_continuation
+
+
+def _ids(n: int, seed: int = 0) -> tuple[int, ...]:
+    gen = torch.Generator().manual_seed(seed)
+    return tuple(torch.randint(32, 127, (n,), generator=gen).tolist())
+
+
+def _masked_reference(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, start: int, scale: float
+) -> torch.Tensor:
+    n = q.shape[0]
+    mask = torch.ones(n, start + n, dtype=torch.bool).tril(start)
+    o = F.scaled_dot_product_attention(
+        q.transpose(0, 1)[None],
+        keys[None],
+        values[None],
+        attn_mask=mask,
+        scale=scale,
+        enable_gqa=True,
+    )
+    return o[0].transpose(0, 1).reshape(n, -1)
+
+
+def test_continuation_attention_matches_explicit_mask() -> None:
+    """The split (cached part unmasked + new part causal) equals masked SDPA within 1e-5."""
+    gen = torch.Generator().manual_seed(1)
+    q = torch.randn(37, 4, 8, generator=gen)
+    keys = torch.randn(2, 100 + 37, 8, generator=gen)
+    values = torch.randn(2, 100 + 37, 8, generator=gen)
+    got = _attend_continuation(q, keys, values, 100, 0.3)
+    want = _masked_reference(q, keys, values, 100, 0.3)
+    assert got.shape == (37, 32)
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_continuation_attention_keeps_bfloat16() -> None:
+    """In bfloat16 the split returns bfloat16 within bfloat16 rounding of the masked path."""
+    gen = torch.Generator().manual_seed(2)
+    q = torch.randn(9, 4, 16, generator=gen).bfloat16()
+    keys = torch.randn(2, 40, 16, generator=gen).bfloat16()
+    values = torch.randn(2, 40, 16, generator=gen).bfloat16()
+    got = _attend_continuation(q, keys, values, 31, 0.25)
+    want = _masked_reference(q.float(), keys.float(), values.float(), 31, 0.25)
+    assert got.dtype == torch.bfloat16
+    assert torch.allclose(got.float(), want, atol=3e-2, rtol=0)
+
+
+def test_chunked_prefill_logits_match_one_pass(tiny: LoadedModel) -> None:
+    """A prompt run as 3 chunks (continuations) gives the one-pass logits within 1e-4."""
+    runner = ModelRunner(tiny)
+    kv = KVCacheManager(runner.layout(), capacity_tokens=1024)
+    ids = _ids(150)
+    whole = runner.execute([StepItem("a", ids, 0)], [kv.allocate("a", 150)])
+    cache = kv.allocate("b", 150)
+    runner.execute([StepItem("b", ids[:64], 0, False)], [cache])
+    runner.execute([StepItem("b", ids[64:100], 64, False)], [cache])
+    chunked = runner.execute([StepItem("b", ids[100:], 100)], [cache])
+    assert cache.length == 150
+    assert torch.allclose(chunked, whole, atol=1e-4, rtol=0)
+
+
+def test_decode_logits_match_one_pass(tiny: LoadedModel) -> None:
+    """Decoding the last token alone (grouped-query path) matches the one-pass logits."""
+    runner = ModelRunner(tiny)
+    kv = KVCacheManager(runner.layout(), capacity_tokens=1024)
+    ids = _ids(90, seed=3)
+    whole = runner.execute([StepItem("a", ids, 0)], [kv.allocate("a", 90)])
+    cache = kv.allocate("b", 90)
+    runner.execute([StepItem("b", ids[:-1], 0, False)], [cache])
+    step = runner.execute([StepItem("b", ids[-1:], 89)], [cache])
+    assert torch.allclose(step, whole, atol=1e-4, rtol=0)
+
+
+def test_rope_table_rows_equal_per_step_rotary(tiny: LoadedModel) -> None:
+    """cos/sin from the cached table are bit-identical to the model's rotary at those positions."""
+    runner = ModelRunner(tiny)
+    h = torch.zeros(1, 3, 1, dtype=tiny.dtype)
+    items = [StepItem("a", (1, 2), 5), StepItem("b", (3,), 700)]
+    cos, sin = runner._rope(items, h)
+    ref_cos, ref_sin = tiny.model.model.rotary_emb(h, torch.tensor([[5, 6, 700]]))
+    assert torch.equal(cos, ref_cos[0, :, None, :])
+    assert torch.equal(sin, ref_sin[0, :, None, :])
+
+
+def test_batched_continuation_and_decode_match_alone(tiny: LoadedModel) -> None:
+    """A continuation chunk packed with a decode gives each the logits it gets alone (1e-4)."""
+    runner = ModelRunner(tiny)
+    kv = KVCacheManager(runner.layout(), capacity_tokens=4096)
+    a_ids, b_ids = _ids(80, seed=4), _ids(50, seed=5)
+    ca, cb = kv.allocate("a", 80), kv.allocate("b", 50)
+    runner.execute([StepItem("a", a_ids[:40], 0, False)], [ca])
+    runner.execute([StepItem("b", b_ids[:-1], 0, False)], [cb])
+    packed = runner.execute(
+        [StepItem("a", a_ids[40:], 40), StepItem("b", b_ids[-1:], 49)], [ca, cb]
+    )
+    alone_a = runner.execute([StepItem("x", a_ids, 0)], [kv.allocate("x", 80)])
+    alone_b = runner.execute([StepItem("y", b_ids, 0)], [kv.allocate("y", 50)])
+    assert torch.allclose(packed[0], alone_a[0], atol=1e-4, rtol=0)
+    assert torch.allclose(packed[1], alone_b[0], atol=1e-4, rtol=0)
