@@ -7,7 +7,14 @@ import torch.nn.functional as F
 
 from tokenwatt.engine.kv import KVCacheManager
 from tokenwatt.engine.model import LoadedModel
-from tokenwatt.engine.runner import ModelRunner, StepItem, _attend_continuation
+from tokenwatt.engine.runner import (
+    ModelRunner,
+    StepItem,
+    _attend_continuation,
+    _linear,
+    _mlp,
+    _rms_norm,
+)
 
 
 def _ids(n: int, seed: int = 0) -> tuple[int, ...]:
@@ -107,3 +114,21 @@ def test_batched_continuation_and_decode_match_alone(tiny: LoadedModel) -> None:
     alone_b = runner.execute([StepItem("y", b_ids, 0)], [kv.allocate("y", 50)])
     assert torch.allclose(packed[0], alone_a[0], atol=1e-4, rtol=0)
     assert torch.allclose(packed[1], alone_b[0], atol=1e-4, rtol=0)
+
+
+def test_layer_functions_are_bit_identical_to_modules(tiny: LoadedModel) -> None:
+    """The resolved norm, projections and MLP give exactly the modules' outputs."""
+    layer = tiny.model.model.layers[1]
+    x = torch.randn(1, 7, 128, generator=torch.Generator().manual_seed(6))
+    with torch.inference_mode():
+        assert torch.equal(_rms_norm(layer.input_layernorm)(x), layer.input_layernorm(x))
+        assert torch.equal(_linear(layer.self_attn.q_proj)(x), layer.self_attn.q_proj(x))
+        assert torch.equal(_mlp(layer.mlp)(x), layer.mlp(x))
+
+
+def test_unknown_modules_run_through_their_forward() -> None:
+    """A norm or MLP of another class is called as is, not replaced by the Llama formula."""
+    norm = torch.nn.LayerNorm(4)
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(_rms_norm(norm)(x), norm(x))
+    assert torch.equal(_mlp(norm)(x), norm(x))
