@@ -15,6 +15,7 @@ from tokenwatt.engine.model import LoadedModel
 from tokenwatt.engine.server import RunningServer, ServeConfig, start_server
 
 GOOD = {"model": "tiny", "prompt": "x", "max_tokens": 2}
+CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
 
 
 def _post(server: RunningServer, path: str, content: str | bytes) -> httpx.Response:
@@ -56,13 +57,35 @@ def test_body_not_an_object(server: RunningServer) -> None:
         ("/v1/completions", {**GOOD, "stream": "yes"}, "stream"),
         ("/v1/chat/completions", {"model": "tiny", "messages": []}, "messages"),
         ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "x"}]}, "messages.0.role"),
+        ("/v1/completions", {**GOOD, "seed": 2**64}, "seed"),
+        ("/v1/completions", {**GOOD, "seed": -(2**63) - 1}, "seed"),
+        ("/v1/completions", {**GOOD, "echo": True}, "echo"),
+        ("/v1/completions", {**GOOD, "logprobs": 2}, "logprobs"),
+        ("/v1/chat/completions", {**CHAT, "logprobs": True}, "logprobs"),
+        ("/v1/chat/completions", {**CHAT, "top_logprobs": 3}, "top_logprobs"),
     ],
 )
 def test_missing_or_wrong_fields(
     server: RunningServer, path: str, body: dict[str, Any], param: str
 ) -> None:
-    """A missing field or a wrong type names the field in `param`."""
+    """A missing field, a wrong type, an out-of-range seed or an unsupported option (echo,
+    logprobs: silently ignoring them would hand back wrong results) names the field."""
     assert _error(_post(server, path, json.dumps(body)))["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/completions", {**GOOD, "echo": False, "logprobs": None, "seed": 2**64 - 1}),
+        ("/v1/chat/completions", {**CHAT, "logprobs": False, "top_logprobs": None}),
+    ],
+)
+def test_unsupported_options_at_their_defaults_are_fine(
+    server: RunningServer, path: str, body: dict[str, Any]
+) -> None:
+    """echo/logprobs at their off values, and the largest seed, are accepted."""
+    r = _post(server, path, json.dumps(body))
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("max_tokens", [0, -3])

@@ -76,7 +76,8 @@ class _Common(BaseModel):
     stream: StrictBool | None = None
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
-    seed: int | None = None
+    # the range torch.Generator.manual_seed accepts; beyond it is a 400, not a failed generation
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)
     user: str | None = None
     ignore_eos: StrictBool | None = None
 
@@ -84,6 +85,14 @@ class _Common(BaseModel):
         """The engine's parameters (raises ApiError 400 on bad values)."""
         if self.n not in (None, 1):
             raise ApiError(400, "only n=1 is supported", param="n")
+        for param, value in self._unsupported().items():
+            if value is not None and value is not False:
+                # ignoring them would hand back a result the client did not ask for
+                raise ApiError(
+                    400,
+                    f"{param}={value!r} is not supported by this server; leave it out",
+                    param=param,
+                )
         stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         try:
             return SamplingParams(
@@ -98,6 +107,10 @@ class _Common(BaseModel):
             param = str(exc).split(" ", 1)[0]
             raise ApiError(400, str(exc), param=param) from exc
 
+    def _unsupported(self) -> dict[str, object]:
+        """OpenAI options this server accepts only at their off value."""
+        return {}
+
     @property
     def include_usage(self) -> bool:
         """Whether a streamed response ends with a usage chunk."""
@@ -109,6 +122,11 @@ class CompletionRequest(_Common):
 
     prompt: str | list[str] | list[int] | list[list[int]]
     max_tokens: int | None = 16
+    echo: StrictBool | None = None
+    logprobs: int | None = None
+
+    def _unsupported(self) -> dict[str, object]:
+        return {"echo": self.echo, "logprobs": self.logprobs}
 
     def prompt_value(self) -> str | list[int]:
         """The single prompt as text or token ids (batched prompts are refused)."""
@@ -158,6 +176,11 @@ class ChatCompletionRequest(_Common):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = None
+
+    def _unsupported(self) -> dict[str, object]:
+        return {"logprobs": self.logprobs, "top_logprobs": self.top_logprobs}
 
 
 def parse_body(raw: bytes, model_cls: type[_Common]) -> Any:
