@@ -30,6 +30,18 @@ __all__ = ["EngineCore"]
 log = logging.getLogger(__name__)
 
 
+def _span(req: RequestState, start: int, num_tokens: int) -> tuple[int, ...]:
+    """Tokens ``[start, start+num_tokens)`` of prompt + output, without joining the two lists
+    (a decode step needs one token; joining costs a copy of the whole context per step)."""
+    prompt = req.prompt_ids
+    end = start + num_tokens
+    if end <= len(prompt):
+        return tuple(prompt[start:end])
+    if start >= len(prompt):
+        return tuple(req.output_ids[start - len(prompt) : end - len(prompt)])
+    return tuple(req.all_ids[start:end])
+
+
 class EngineCore:
     """Runs requests to completion one step at a time; call ``step()`` in a loop.
 
@@ -156,9 +168,9 @@ class EngineCore:
         caches = []
         for s in sched.items:
             req = self.requests[s.request_id]
-            ids = req.all_ids[s.start : s.start + s.num_tokens]
+            ids = _span(req, s.start, s.num_tokens)
             wants = s.start + s.num_tokens >= len(req.prompt_ids)
-            items.append(StepItem(s.request_id, tuple(ids), s.start, wants))
+            items.append(StepItem(s.request_id, ids, s.start, wants))
             caches.append(self.kv.get(s.request_id))
         return self.runner.execute(items, caches)
 
