@@ -191,8 +191,10 @@ class ProcessTreeCpuTime:
 
     def __call__(self) -> float:
         if self._own:
-            own = os.times()
-            return own.user + own.system + own.children_user + own.children_system
+            # process_time() reads CLOCK_PROCESS_CPUTIME_ID (ns); os.times() and /proc count
+            # 10 ms ticks, which would charge a short request 0 J or a whole tick
+            reaped = os.times()
+            return time.process_time() + reaped.children_user + reaped.children_system
         try:
             root = self._root.cpu_times()
             reaped = root.children_user + root.children_system
