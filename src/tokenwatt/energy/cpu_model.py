@@ -193,8 +193,8 @@ class ProcessTreeCpuTime:
         if self._own:
             # process_time() reads CLOCK_PROCESS_CPUTIME_ID (ns); os.times() and /proc count
             # 10 ms ticks, which would charge a short request 0 J or a whole tick
-            reaped = os.times()
-            return time.process_time() + reaped.children_user + reaped.children_system
+            own = os.times()
+            return time.process_time() + own.children_user + own.children_system
         try:
             root = self._root.cpu_times()
             reaped = root.children_user + root.children_system
