@@ -14,6 +14,7 @@ without sensors, the CPU model: an estimate, labelled as such).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import socket
@@ -166,7 +167,7 @@ def main() -> None:
     )
     print(
         f"model={args.model} tier={args.tier} block_tokens={args.block_tokens} "
-        f"threads={args.threads} meter={labels}"
+        f"threads={args.threads} meter={labels} load_avg_1m={os.getloadavg()[0]:.1f}"
     )
     print(f"{'turn':>6} {'prompt':>6} {'cached':>6} {'ttft_off_s':>10} {'ttft_on_s':>9} "
           f"{'x':>6} {'J_off':>7} {'J_on':>7} {'saved':>6}")  # fmt: skip
@@ -232,6 +233,13 @@ def main() -> None:
     )
     print(f"median energy to first token: off {p_off:.2f} J, on {p_on:.2f} J -> "
           f"{1 - p_on / p_off:.1%} less")  # fmt: skip
+    # What the warehouse cannot touch: decoding the answer (first token to the turn's end).
+    d_off = statistics.median(a.energy_j - a.prefill_energy_j for a, _ in long)
+    d_on = statistics.median(b.energy_j - b.prefill_energy_j for _, b in long)
+    answer = statistics.median(len(a.token_ids) for a, _ in long)
+    print(f"median energy after the first token (decode, {answer:.0f} answer tokens median): "
+          f"off {d_off:.2f} J, on {d_on:.2f} J")  # fmt: skip
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
     print(f"energy source: {', '.join(labels)}")
     measured = sum(a.prefill_energy_j - b.prefill_energy_j for _, a, b in rows)
     print(

@@ -249,3 +249,14 @@ def test_failing_meter_never_fails_a_request(tiny: LoadedModel) -> None:
     done = _run(core)["r"]
     assert done.finish_reason == "length"
     assert done.energy is not None and done.energy.energy_j == 0.0
+
+
+def test_loaded_prefix_is_not_copied_again_by_the_continuation(tiny: LoadedModel) -> None:
+    """A 64-token prefix in a 200-token reservation: prefilling 20 more reuses its buffers."""
+    core = EngineCore(tiny)
+    t = torch.zeros(tiny.num_kv_heads, 64, tiny.head_dim)
+    cache = core.kv.allocate("r", 200, PrefixKV(keys=(t,) * 4, values=(t,) * 4))
+    buffer = cache.view(0, 64)[0].data_ptr()
+    core.runner.execute([StepItem("r", tuple(range(40, 60)), 64)], [cache])
+    assert cache.length == 84
+    assert cache.view(0, 84)[0].data_ptr() == buffer

@@ -175,7 +175,9 @@ class RequestKV:
     def load_prefix(self, prefix: PrefixKV) -> None:
         """Copy a cached prefix into positions ``[0, prefix.num_tokens)``."""
         n = prefix.num_tokens
-        self._grow(n)
+        # Room for the continuation too (as doubling would give), so the first write after the
+        # prefix does not copy the whole prefix into a bigger buffer a second time.
+        self._grow(min(max(2 * n, 64), max(n, self.reserved_tokens)))
         for layer in range(self.layout.num_layers):
             self._k[layer][:, :n] = prefix.keys[layer].to(self.layout.device)
             self._v[layer][:, :n] = prefix.values[layer].to(self.layout.device)
