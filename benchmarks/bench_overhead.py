@@ -323,6 +323,7 @@ def main() -> None:
                     rates.pop(name, None)
                     continue
                 rates[name].append(found)
+                time.sleep(2)  # let the previous harness's processes exit before the next one
     finally:
         server.stop()
 
