@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import platform
 import random
 import statistics
@@ -153,9 +154,9 @@ class Telemetry:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
-    ap.add_argument("--requests", type=int, default=200, help="requests per comparison run")
-    ap.add_argument("--calibration-requests", type=int, default=200)
-    ap.add_argument("--runs", type=int, default=3, help="comparison runs (fresh seeds)")
+    ap.add_argument("--requests", type=int, default=120, help="requests per comparison run")
+    ap.add_argument("--calibration-requests", type=int, default=120)
+    ap.add_argument("--runs", type=int, default=5, help="calibrate/compare pairs (fresh seeds)")
     ap.add_argument("--rate", type=float, default=4.0, help="Poisson arrivals per second")
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
@@ -235,6 +236,7 @@ def main() -> None:
         records = pool.submit(replay, server.url, args.model, reqs).result()
         wall = time.perf_counter() - t0
         return {
+            "load": os.getloadavg()[0],
             "records": [r for r in records if r.ok and r.first_token_s is not None],
             "process_j": energy() - e0,
             "engine_j": cpu_w * (engine_cpu_s() - c0),
@@ -252,6 +254,16 @@ def main() -> None:
         client_ttft = [r.first_token_s - r.start_s for r in cal["records"]]
         engine_ttft = tele.engine_ttfts()
         overhead_s = max(0.0, statistics.median(client_ttft) - statistics.median(engine_ttft))
+        # diagnostic: per-request overhead, pairing requests by send order and submit order
+        by_start = sorted(cal["records"], key=lambda r: r.start_s)
+        by_submit = [
+            tele.first[r] - t
+            for r, t in sorted(tele.submits.items(), key=lambda x: x[1])
+            if r in tele.first
+        ]
+        paired = [
+            r.first_token_s - r.start_s - e for r, e in zip(by_start, by_submit, strict=False)
+        ]
         busy_s = sum(s.seconds for s in steps)
         window = EnergyWindow(cal["process_j"], cal["wall"], idle_w, sources, scope)
         profile = profile_from_steps(
@@ -287,12 +299,22 @@ def main() -> None:
         )
         print(
             f"calibration (seed {seed}): {len(steps)} steps, {busy_s:.2f} s busy of "
-            f"{cal['wall']:.1f} s; TTFT p50 client {statistics.median(client_ttft) * 1e3:.2f} "
+            f"{cal['wall']:.1f} s (load average {cal['load']:.1f}); TTFT p50 client "
+            f"{statistics.median(client_ttft) * 1e3:.2f} "
             f"ms, engine {statistics.median(engine_ttft) * 1e3:.2f} ms -> request overhead "
-            f"{overhead_s * 1e3:.2f} ms; busy {profile['power']['prefill_w']:.3f} W (process), "
+            f"{overhead_s * 1e3:.2f} ms (paired per request: p50 "
+            f"{quantile(paired, 0.5) * 1e3:.2f}, p99 {quantile(paired, 0.99) * 1e3:.2f} ms); "
+            f"engine TTFT p99 {quantile(engine_ttft, 0.99) * 1e3:.2f} ms; "
+            f"busy {profile['power']['prefill_w']:.3f} W (process), "
             f"{engine_w:.3f} W (engine thread)"
         )
-        return {"path": path, "overhead_s": overhead_s, "engine_power": engine_power}
+        return {
+            "path": path,
+            "overhead_s": overhead_s,
+            "engine_power": engine_power,
+            "reqs": reqs,
+            "run": cal,
+        }
 
     ctx = get_context("spawn")
     pairs = []
@@ -354,19 +376,28 @@ def main() -> None:
         f"model {args.model}: Poisson {args.rate}/s, {args.requests} requests x {args.runs} runs, "
         f"max batch {args.max_batch}, step budget {args.step_tokens}; meters: {sources}"
     )
-    ratios: dict[str, dict[str, list[float]]] = {"served": {}, "isolated": {}}
-    for k, (cal, reqs, run) in enumerate(pairs):
+
+    def figures(run: dict[str, Any]) -> dict[str, float]:
         recs: list[RequestRecord] = run["records"]
         ttfts = [r.first_token_s - r.start_s for r in recs if r.first_token_s is not None]
         span = max(r.end_s for r in recs) - min(r.start_s for r in recs)
-        measured = {
+        return {
             "TTFT p50 (s)": quantile(ttfts, 0.5),
             "TTFT p99 (s)": quantile(ttfts, 0.99),
             "output tokens/s": sum(r.output_tokens for r in recs) / span,
             "process energy (J)": run["process_j"],
-            ENGINE_FIGURE: run["engine_j"],
         }
+
+    ratios: dict[str, dict[str, list[float]]] = {"served": {}, "isolated": {}, "in-sample": {}}
+    for k, (cal, reqs, run) in enumerate(pairs):
+        recs: list[RequestRecord] = run["records"]
+        measured = {**figures(run), ENGINE_FIGURE: run["engine_j"]}
         oh = cal["overhead_s"]
+        # diagnostic only: the calibration workload predicted from its own profile separates
+        # the model's own error from drift in this machine's load between the two runs
+        own = predict(cal["path"], oh, cal["reqs"], cal["run"]["wall"])
+        for key, m in figures(cal["run"]).items():
+            ratios["in-sample"].setdefault(key, []).append(own[key] / m)
         served_pred = predict(cal["path"], oh, reqs, run["wall"])
         served_pred[ENGINE_FIGURE] = predict(
             cal["path"], oh, reqs, run["wall"], cal["engine_power"]
@@ -375,7 +406,8 @@ def main() -> None:
         eng = run["engine_ttft"]
         print(
             f"\nrun {k + 1} (seed {args.seed + k}): {len(recs)}/{len(reqs)} ok, "
-            f"{run['wall']:.1f} s; measured engine-side TTFT (submit to first output) "
+            f"{run['wall']:.1f} s, load average {run['load']:.1f}; measured engine-side TTFT "
+            "(submit to first output) "
             f"p50 {quantile(eng, 0.5) * 1e3:.2f} ms, p99 {quantile(eng, 0.99) * 1e3:.2f} ms"
         )
         print(
@@ -392,7 +424,7 @@ def main() -> None:
             iso_r = f"{ip / m:6.3f}" if ip is not None else f"{'-':>6s}"
             print(f"{key:20s} {p:9.4g} {iso} {m:9.4g} {p / m:6.3f} {iso_r}")
     print("\nratio predicted/measured across runs: median [min, max]")
-    for which in ("served", "isolated"):
+    for which in ("served", "isolated", "in-sample"):
         for key, rs in ratios[which].items():
             flag = "within 10%" if abs(statistics.median(rs) - 1) <= 0.10 else "off"
             print(
