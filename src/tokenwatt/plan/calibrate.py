@@ -3,6 +3,12 @@
 The profile holds prefill times over prompt lengths, decode-iteration times over batch sizes, the
 extra decode time per token of context, and optionally power per phase; ``ProfileModel`` and
 ``power_from_profile`` load it for the simulator. ``EngineTarget`` adapts tokenwatt's engine.
+
+``calibrate`` times isolated steps in process. ``profile_from_steps`` instead fits a profile to
+steps observed while the engine served traffic (``StepRecord``), with the spread of prefill steps,
+one busy power from a metered window (``EnergyWindow``) and the serving overhead per request: on a
+CPU the serving stack shares the interpreter and the cores, and isolated steps miss that.
+Profiles load from a path or by the name of one shipped in ``tokenwatt/data/profiles``.
 """
 
 from __future__ import annotations
