@@ -182,3 +182,188 @@ def test_sweep_rejects_malformed_vary() -> None:
     result = runner.invoke(app, ["plan", "sweep", "-n", "10", "--vary", "router"])
     assert result.exit_code == 2
     assert "KEY=V1,V2" in " ".join(result.output.split())
+
+
+def _run_json(tmp_path: Path, name: str, *args: str) -> dict[str, object]:
+    out = tmp_path / f"{name}.json"
+    result = runner.invoke(app, ["plan", "run", "--rate", "4", "-o", str(out), *args])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def test_run_accepts_bench_workload_names(tmp_path: Path) -> None:
+    """prefix-share (bench's name) and prefix (the alias) are the same workload."""
+    bench = _run_json(tmp_path, "bench", "-w", "prefix-share", "-n", "30")
+    alias = _run_json(tmp_path, "alias", "-w", "prefix", "-n", "30")
+    assert bench["arrived"] == 30
+    assert bench["prefill_tokens"] == alias["prefill_tokens"]
+
+
+def test_run_prefix_share_sets_the_shared_fraction(tmp_path: Path) -> None:
+    """--prefix-share 0.9 shares more of each prompt than 0.1: fewer prompt tokens computed."""
+    low = _run_json(tmp_path, "low", "-w", "prefix-share", "-n", "60", "--prefix-share", "0.1")
+    high = _run_json(tmp_path, "high", "-w", "prefix-share", "-n", "60", "--prefix-share", "0.9")
+    assert high["input_tokens"] == low["input_tokens"]
+    assert isinstance(high["prefill_tokens"], int) and isinstance(low["prefill_tokens"], int)
+    assert high["prefill_tokens"] < low["prefill_tokens"]
+
+
+def test_run_rejects_prefix_share_for_agentic() -> None:
+    """Agentic sessions share their own prefix; --prefix-share there is an error, not ignored."""
+    result = runner.invoke(
+        app, ["plan", "run", "-w", "agentic", "-n", "20", "--prefix-share", "0.5"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--prefix-share applies to chat, reasoning and prefix-share" in " ".join(
+        result.output.split()
+    )
+
+
+def test_run_labels_placeholder_and_unset_prices() -> None:
+    """Unset prices are never shown as a free 0.00: placeholder energy price, accelerators
+    not set, with the --set keys that fix them."""
+    result = runner.invoke(app, ["plan", "run", "-n", "20", "--rate", "4"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "0.1/kWh placeholder" in text
+    assert "not set" in text
+    assert "--set facility.price_per_kwh=PRICE" in text
+    assert "--set facility.accelerator_hour_price=PRICE" in text
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.output.splitlines()
+        if line.count("│") == 3
+    }
+    assert rows["accelerator cost"] == "not set"
+    assert rows["energy cost"].endswith("USD (0.1/kWh placeholder)")
+
+
+def test_run_small_energy_reads_in_joules() -> None:
+    """A tiny-cpu profile run shows its energy in J, not 0.000 kWh."""
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "run",
+            "-n",
+            "20",
+            "--rate",
+            "2",
+            "--replicas",
+            "1",
+            "--set",
+            "profile_path=tiny-cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "energy (J)" in result.output and "0.000" not in result.output.split("energy (J)")[1][:40]
+    )
+
+
+def test_search_reports_the_attained_value_and_the_target(tmp_path: Path) -> None:
+    """The best line states the run's attainment and the target separately."""
+    out = tmp_path / "best.json"
+    result = runner.invoke(
+        app,
+        [
+            "plan",
+            "search",
+            "-n",
+            "100",
+            "--rate",
+            "2",
+            "--param",
+            "autoscaler_params.replicas",
+            "--values",
+            "2",
+            "--target",
+            "0.5",
+            "--backend",
+            "serial",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    attained = json.loads(out.read_text())["slo_attainment"]
+    text = " ".join(result.output.split())
+    assert f"attains {attained:.2%} SLO attainment (target 50.00%)" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            [
+                "run",
+                "-n",
+                "10",
+                "--autoscaler",
+                "concurrency",
+                "--set",
+                "autoscaler_params.bogus=1",
+            ],
+            "unknown parameter 'bogus'; valid parameters: panic_threshold, panic_window_s, "
+            "stable_window_s, target",
+        ),
+        (["run", "-n", "10", "--set", "seed=abc"], "seed must be an integer, got 'abc'"),
+        (
+            ["run", "-n", "10", "--set", "autoscaler_params.replicas=abc"],
+            "autoscaler_params.replicas must be a number, got 'abc'",
+        ),
+        (["run", "-n", "10", "--set", "warehouse.tiers=5"], "warehouse.tiers must be a list"),
+        (
+            ["run", "-n", "10", "--set", "scaling.cold_start_s=abc"],
+            "scaling.cold_start_s must be a number, got 'abc'",
+        ),
+        (["run", "-n", "10", "--set", "scaling.bogus=1"], "scaling has: cold_start_jitter_s"),
+        (["run", "-n", "10", "--router", "foo"], "unknown router 'foo'; choose one of"),
+        (["run", "-n", "10", "--autoscaler", "foo"], "unknown autoscaler 'foo'; choose one of"),
+        (["run", "-n", "10", "--replicas", "-2"], "replicas must be >= 0, got -2"),
+        (["run", "-n", "10", "-w", "nope"], "chat, reasoning, agentic, prefix-share"),
+        (
+            ["run", "-n", "10", "--prefix-share", "1.5"],
+            "--prefix-share must be in [0, 1] (a fraction), got 1.5",
+        ),
+        (
+            ["search", "-n", "10", "--param", "autoscaler_params.replicas", "--values", "a,b"],
+            "autoscaler_params.replicas must be a number, got 'a'",
+        ),
+        (
+            ["search", "-n", "10", "--param", "autoscaler_params.replicas", "--values", ","],
+            "--values needs at least one value",
+        ),
+        (["sweep", "-n", "10", "--vary", "scaling.max_replicas="], "--vary expects KEY=V1,V2"),
+    ],
+)
+def test_bad_input_is_named_with_its_fix(args: list[str], message: str) -> None:
+    """Each bad input exits 2 with a message naming the problem (no traceback)."""
+    result = runner.invoke(app, ["plan", *args])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert message in text, text
+    assert "Traceback" not in result.output
+
+
+def test_bad_trace_files_are_named(tmp_path: Path) -> None:
+    """A malformed trace and a missing one exit 2 naming the file."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    for path, message in ((bad, "cannot tell the format"), (tmp_path / "no.csv", "not found")):
+        result = runner.invoke(app, ["plan", "run", str(path)])
+        assert result.exit_code == 2, result.output
+        assert message in " ".join(result.output.split())
+
+
+def test_compare_rejects_non_result_json(tmp_path: Path) -> None:
+    """compare with a JSON that is not a plan result says how to make one."""
+    a = tmp_path / "a.json"
+    a.write_text('{"x": 1}')
+    result = runner.invoke(app, ["plan", "compare", str(a), str(a)])
+    assert result.exit_code == 2, result.output
+    assert "is not a plan result (write one with `tokenwatt plan run`)" in " ".join(
+        result.output.split()
+    )

@@ -90,7 +90,24 @@ def test_make_autoscaler_names_and_errors() -> None:
     assert isinstance(scaler, StaticAutoscaler) and initial == 3
     with pytest.raises(ConfigError, match="unknown autoscaler"):
         make_autoscaler("magic", {}, ScalingConfig())
-    with pytest.raises(ConfigError, match="bad parameter"):
+    with pytest.raises(ConfigError, match="unknown parameter 'nope'"):
         make_autoscaler("concurrency", {"nope": 1.0}, ScalingConfig())
     with pytest.raises(ConfigError, match="replicas must be >= 0"):
         make_autoscaler("static", {"replicas": -1}, ScalingConfig())
+
+
+def test_make_autoscaler_lists_valid_parameters_for_an_unknown_one() -> None:
+    """An unknown parameter names itself and the autoscaler's valid ones, not Python internals."""
+    with pytest.raises(ConfigError) as info:
+        make_autoscaler("concurrency", {"bogus": 1.0}, ScalingConfig())
+    assert str(info.value) == (
+        "autoscaler concurrency: unknown parameter 'bogus'; valid parameters: "
+        "panic_threshold, panic_window_s, stable_window_s, target "
+        "(set one with --set autoscaler_params.NAME=VALUE)"
+    )
+
+
+def test_make_autoscaler_static_lists_replicas_as_valid() -> None:
+    """The static autoscaler's only parameter is replicas."""
+    with pytest.raises(ConfigError, match="valid parameters: replicas "):
+        make_autoscaler("static", {"target": 1.0}, ScalingConfig())

@@ -57,3 +57,36 @@ def test_bad_values_are_clear_errors(build: object, match: str) -> None:
     assert callable(build)
     with pytest.raises(ConfigError, match=match):
         build()
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"seed": "abc"}, "seed must be an integer, got 'abc'"),
+        ({"devices_per_replica": "abc"}, "devices_per_replica must be an integer, got 'abc'"),
+        ({"timeline_interval_s": "abc"}, "timeline_interval_s must be a number, got 'abc'"),
+        ({"drop_after_s": "abc"}, "drop_after_s must be a number or null, got 'abc'"),
+        ({"scaling": {"cold_start_s": "abc"}}, "scaling.cold_start_s must be a number, got 'abc'"),
+        ({"facility": {"pue": "x"}}, "facility.pue must be a number, got 'x'"),
+        ({"replica": {"chunked_prefill": 3}}, "replica.chunked_prefill must be true or false"),
+        ({"autoscaler_params": {"target": "x"}}, "autoscaler_params.target must be a number"),
+        ({"autoscaler_params": 5}, "autoscaler_params must be an object"),
+        ({"warehouse": {"tiers": 5}}, "warehouse.tiers must be a list of tier objects"),
+        ({"warehouse": 5}, "config warehouse must be an object, got int"),
+    ],
+)
+def test_from_dict_rejects_wrong_types_by_name(data: dict[str, object], message: str) -> None:
+    """A value of the wrong type names the key and the expected type (never a TypeError)."""
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        PlanConfig.from_dict(data)
+
+
+def test_replace_unknown_nested_key_lists_the_valid_ones() -> None:
+    """A typo in a nested key names the section's valid keys."""
+    with pytest.raises(ConfigError) as info:
+        PlanConfig().replace(**{"scaling.bogus": 1})
+    assert str(info.value) == (
+        "unknown config key 'scaling.bogus'; scaling has: cold_start_jitter_s, cold_start_s, "
+        "initial_replicas, max_replicas, min_replicas, scale_down_delay_s, scale_up_delay_s, "
+        "tick_s"
+    )

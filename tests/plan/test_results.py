@@ -43,3 +43,29 @@ def test_load_result_rejects_other_files(tmp_path: Path) -> None:
     (tmp_path / "y.json").write_text('{"a": 1}')
     with pytest.raises(ConfigError, match="not a plan result"):
         load_result(tmp_path / "y.json")
+
+
+def test_unset_energy_price_uses_the_facility_placeholder() -> None:
+    """No price set: FacilityModel's 0.10/kWh default, flagged as a placeholder."""
+    f = facility_figures(3.6e6, FacilityConfig(pue=1.5))
+    assert f["price_per_kwh"] == 0.1
+    assert f["price_placeholder"] == 1.0
+    assert f["energy_cost"] == pytest.approx(0.15)
+
+
+def test_set_energy_price_is_not_a_placeholder() -> None:
+    """A price you set is used and not flagged."""
+    f = facility_figures(3.6e6, FacilityConfig(pue=1.0, price_per_kwh=0.3))
+    assert f["price_placeholder"] == 0.0
+    assert f["energy_cost"] == pytest.approx(0.3)
+
+
+def test_unset_accelerator_price_leaves_its_cost_out() -> None:
+    """No accelerator-hour price: no accelerator_cost figure (shown as "not set")."""
+    res = simulate(PlanConfig(), [Request("a", 0.0, 100, 5)])
+    assert "accelerator_cost" not in res.facility
+    priced = simulate(
+        PlanConfig(facility=FacilityConfig(accelerator_hour_price=2.0)),
+        [Request("a", 0.0, 100, 5)],
+    )
+    assert priced.facility["accelerator_cost"] == pytest.approx(priced.accelerator_hours * 2.0)

@@ -15,7 +15,7 @@ from rich.table import Table
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import PlanConfig
 from tokenwatt.plan.hardware import ACCELERATOR_PRESETS, MODEL_PRESETS, POWER_PRESETS
-from tokenwatt.plan.report import comparison_rows, write_report
+from tokenwatt.plan.report import comparison_rows, format_energy, write_report
 from tokenwatt.plan.results import PlanResult, load_result
 from tokenwatt.plan.search import (
     Backend,
@@ -72,6 +72,12 @@ def _config(
     return config.replace(**changes) if changes else config
 
 
+WORKLOADS = ("chat", "reasoning", "agentic", "prefix-share")
+"""Synthetic workload names, the same as ``tokenwatt bench`` (``prefix`` is kept as an alias)."""
+_GENERATOR_NAMES = {"chat": "chat", "reasoning": "reasoning", "agentic": "agentic"}
+_GENERATOR_NAMES |= {"prefix-share": "prefix", "prefix": "prefix"}
+
+
 def _workload(
     trace: Path | None,
     workload: str,
@@ -80,11 +86,27 @@ def _workload(
     seed: int,
     limit: int | None,
     speedup: float,
+    prefix_share: float | None = None,
 ) -> Workload:
+    if prefix_share is not None and not 0.0 <= prefix_share <= 1.0:
+        raise ConfigError(f"--prefix-share must be in [0, 1] (a fraction), got {prefix_share}")
     if trace is not None:
+        if prefix_share is not None:
+            raise ConfigError("--prefix-share applies to synthetic workloads; drop it with a trace")
         return TraceWorkload(str(trace), "auto", TraceOptions(limit=limit, speedup=speedup))
+    name = _GENERATOR_NAMES.get(workload)
+    if name is None:
+        raise ConfigError(
+            f"unknown workload {workload!r}; use one of {', '.join(WORKLOADS)} "
+            "(or pass a trace file)"
+        )
     arrivals = Arrivals("poisson", rate)
-    if workload == "agentic":
+    if name == "agentic":
+        if prefix_share is not None:
+            raise ConfigError(
+                "--prefix-share applies to chat, reasoning and prefix-share; agentic sessions "
+                "share their system prefix and history by construction"
+            )
         params: tuple[tuple[str, Any], ...] = (
             ("num_sessions", max(1, num_requests // 10)),
             ("session_arrivals", arrivals),
@@ -92,7 +114,23 @@ def _workload(
         )
     else:
         params = (("num_requests", num_requests), ("arrivals", arrivals), ("seed", seed))
-    return SyntheticWorkload(workload, params)
+        if prefix_share is not None:
+            params += (("prefix_share", prefix_share),)
+    return SyntheticWorkload(name, params)
+
+
+def _price_notes(results: list[PlanResult]) -> None:
+    """Say which costs rest on a placeholder or an unset price, and how to set them."""
+    if any(r.facility.get("price_placeholder") for r in results):
+        price = next(r.facility.get("price_per_kwh", 0) for r in results)
+        err_console.print(
+            f"energy cost uses a placeholder price of {price:g}/kWh (tokenwatt.energy's default, "
+            "as in measure and bench); set yours with --set facility.price_per_kwh=PRICE"
+        )
+    if any("accelerator_cost" not in r.facility for r in results):
+        err_console.print(
+            "accelerator cost: not set; price it with --set facility.accelerator_hour_price=PRICE"
+        )
 
 
 def _print_table(results: list[PlanResult], title: str) -> None:
@@ -103,11 +141,20 @@ def _print_table(results: list[PlanResult], title: str) -> None:
     for name, values in comparison_rows(results):
         table.add_row(name, *values)
     console.print(table)
+    _price_notes(results)
 
 
 _TRACE = typer.Argument(None, help="Trace file (Azure CSV, BurstGPT CSV, Mooncake JSONL).")
 _CONFIG = typer.Option(None, "--config", help="PlanConfig JSON file (partial is fine).")
 _SET = typer.Option([], "--set", help="Override a config key, e.g. scaling.max_replicas=8.")
+_WORKLOAD = typer.Option(
+    "chat", "--workload", "-w", help=f"Synthetic workload without a trace: {', '.join(WORKLOADS)}."
+)
+_PREFIX_SHARE = typer.Option(
+    None,
+    "--prefix-share",
+    help="Fraction of each prompt shared with its group (0..1; prefix-share's default: 0.5).",
+)
 
 
 @plan_app.command("run")
@@ -115,9 +162,8 @@ def run(
     trace: Path | None = _TRACE,
     config_file: Path | None = _CONFIG,
     settings: list[str] = _SET,
-    workload: str = typer.Option(
-        "chat", "--workload", "-w", help="Synthetic workload without a trace."
-    ),
+    workload: str = _WORKLOAD,
+    prefix_share: float | None = _PREFIX_SHARE,
     num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
     rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
@@ -147,7 +193,7 @@ def run(
             shortcuts["autoscaler_params.replicas"] = replicas
             shortcuts["autoscaler"] = autoscaler or "static"
         config = _config(config_file, settings, shortcuts)
-        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup)
+        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup, prefix_share)
         result = run_workload(config, wl)
         _print_table([result], "tokenwatt plan")
         sim = result.sim
@@ -205,9 +251,8 @@ def search(
     target: float = typer.Option(0.99, "--target", help="SLO attainment to reach (0..1)."),
     config_file: Path | None = _CONFIG,
     settings: list[str] = _SET,
-    workload: str = typer.Option(
-        "chat", "--workload", "-w", help="Synthetic workload without a trace."
-    ),
+    workload: str = _WORKLOAD,
+    prefix_share: float | None = _PREFIX_SHARE,
     num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
     rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
@@ -225,8 +270,10 @@ def search(
         if backend not in ("serial", "process", "ray"):
             raise ConfigError(f"unknown backend {backend!r}; use serial, process or ray")
         config = _config(config_file, settings, {})
-        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup)
+        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup, prefix_share)
         tried = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if not tried:
+            raise ConfigError(f"--values needs at least one value (e.g. 2,4,8), got {values!r}")
         found = search_min_energy(config, param, tried, wl, target, cast(Backend, backend), workers)
         labelled = [
             PlanResult.from_dict({**r.to_dict(), "label": f"{param}={v}"})
@@ -240,8 +287,9 @@ def search(
         if best is None:
             raise fail(f"no value of {param} reached {target:.2%} SLO attainment; widen --values")
         console.print(
-            f"best: {param}={tried[found.best_index or 0]} meets {target:.2%} with "
-            f"{best.energy_j / 3.6e6:.3f} kWh ({best.output_tokens_per_j:.3f} output tokens/J)"
+            f"best: {param}={tried[found.best_index or 0]} attains "
+            f"{best.slo_attainment:.2%} SLO attainment (target {target:.2%}) with "
+            f"{format_energy(best.energy_j)} ({best.output_tokens_per_j:.3f} output tokens/J)"
         )
         if out is not None:
             best.to_json(out)
@@ -256,7 +304,8 @@ def sweep_cmd(
     ),
     config_file: Path | None = _CONFIG,
     settings: list[str] = _SET,
-    workload: str = typer.Option("chat", "--workload", "-w", help="Synthetic workload."),
+    workload: str = _WORKLOAD,
+    prefix_share: float | None = _PREFIX_SHARE,
     num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
     rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
@@ -284,7 +333,7 @@ def sweep_cmd(
         for key, tried in axes:
             variants = [{**v, key: value} for v in variants for value in tried]
         config = _config(config_file, settings, {})
-        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup)
+        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup, prefix_share)
         results = sweep(config, variants, wl, cast(Backend, backend), workers)
         labelled = [
             PlanResult.from_dict(

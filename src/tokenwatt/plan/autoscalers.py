@@ -6,6 +6,7 @@ scale-down delays (a recommendation must hold for the delay, as Kubernetes' stab
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -258,32 +259,49 @@ def make_autoscaler(
 ) -> tuple[Autoscaler, int]:
     """The autoscaler called ``name`` and the replica count it starts with."""
     p = dict(params)
+    _check_params(name, p)
     default_initial = (
         scaling.initial_replicas if scaling.initial_replicas is not None else scaling.min_replicas
     )
-    try:
-        if name == "static":
-            n = int(p.pop("replicas", scaling.initial_replicas or max(scaling.min_replicas, 1)))
-            scaler: Autoscaler = StaticAutoscaler(n)
-            initial = n
-        elif name == "concurrency":
-            scaler = ConcurrencyAutoscaler(**p)
-            initial = default_initial
-        elif name == "queue_kv":
-            scaler = QueueKVAutoscaler(**p)
-            initial = default_initial
-        elif name == "predictive":
-            p.setdefault("horizon_s", scaling.cold_start_s)
-            scaler = PredictiveAutoscaler(**p)
-            initial = default_initial
-        else:
-            raise ConfigError(
-                f"unknown autoscaler {name!r}; choose static, concurrency, queue_kv or predictive"
-            )
-    except TypeError as exc:
-        raise ConfigError(f"autoscaler {name}: bad parameter ({exc})") from None
-    if name == "static" and p:
-        raise ConfigError(f"static autoscaler: unknown parameter(s) {', '.join(sorted(p))}")
+    if name == "static":
+        n = int(p.pop("replicas", scaling.initial_replicas or max(scaling.min_replicas, 1)))
+        scaler: Autoscaler = StaticAutoscaler(n)
+        initial = n
+    elif name == "concurrency":
+        scaler = ConcurrencyAutoscaler(**p)
+        initial = default_initial
+    elif name == "queue_kv":
+        scaler = QueueKVAutoscaler(**p)
+        initial = default_initial
+    else:  # predictive (_check_params rejected any other name)
+        p.setdefault("horizon_s", scaling.cold_start_s)
+        scaler = PredictiveAutoscaler(**p)
+        initial = default_initial
     if name != "static":  # a static fleet has its own size, whatever the bounds say
         initial = min(max(initial, scaling.min_replicas), scaling.max_replicas)
     return scaler, initial
+
+
+_PARAMS: dict[str, tuple[str, ...]] = {
+    "static": ("replicas",),
+    "concurrency": tuple(inspect.signature(ConcurrencyAutoscaler).parameters),
+    "queue_kv": tuple(inspect.signature(QueueKVAutoscaler).parameters),
+    "predictive": tuple(inspect.signature(PredictiveAutoscaler).parameters),
+}
+"""Keyword parameters each autoscaler accepts (``PlanConfig.autoscaler_params``)."""
+
+
+def _check_params(name: str, params: dict[str, float]) -> None:
+    valid = _PARAMS.get(name)
+    if valid is None:
+        raise ConfigError(
+            f"unknown autoscaler {name!r}; choose static, concurrency, queue_kv or predictive"
+        )
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        plural = "s" if len(unknown) > 1 else ""
+        names = ", ".join(repr(u) for u in unknown)
+        raise ConfigError(
+            f"autoscaler {name}: unknown parameter{plural} {names}; valid parameters: "
+            f"{', '.join(sorted(valid))} (set one with --set autoscaler_params.NAME=VALUE)"
+        )

@@ -35,6 +35,36 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+_KINDS: dict[str, tuple[str, Any]] = {
+    "int": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": (
+        "a number",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    ),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def _check_types(obj: Any, where: str) -> None:
+    """Scalar fields hold their annotated type, so a typo (``--set seed=abc``) is named here
+    rather than surfacing as a TypeError deep in validation or, worse, passing silently."""
+    prefix = f"{where}." if where else ""
+    for f in dataclasses.fields(obj):
+        kind = str(f.type)
+        optional = kind.endswith(" | None")
+        kind = kind.removesuffix(" | None")
+        if kind not in _KINDS:
+            continue  # Literal names, dicts and nested configs are checked where they are built
+        value = getattr(obj, f.name)
+        if optional and value is None:
+            continue
+        expected, ok = _KINDS[kind]
+        if not ok(value):
+            expected += " or null" if optional else ""
+            raise ConfigError(f"config {prefix}{f.name} must be {expected}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class ReplicaConfig:
     """Limits of one replica's continuous-batching scheduler."""
@@ -60,6 +90,7 @@ class ReplicaConfig:
     capacity (an assumption: idle KV blocks vLLM keeps), 0: no reuse on the replica."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "replica")
         _check(self.max_batch >= 1, f"replica: max_batch must be >= 1, got {self.max_batch}")
         _check(self.max_prefill_tokens >= 1, "replica: max_prefill_tokens must be >= 1")
         _check(
@@ -102,6 +133,7 @@ class ScalingConfig:
     """Seconds between autoscaler decisions (Knative's tick is 2 s)."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "scaling")
         _check(
             self.min_replicas >= 0, f"scaling: min_replicas must be >= 0, got {self.min_replicas}"
         )
@@ -136,6 +168,7 @@ class SLOConfig:
     """Most mean seconds per output token after the first."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "slo")
         _check(self.ttft_s > 0 and self.tpot_s > 0, "slo: ttft_s and tpot_s must be > 0")
 
 
@@ -151,14 +184,16 @@ class FacilityConfig:
     """Grid carbon intensity (CodeCarbon's world-average default: 475 gCO2/kWh)."""
     wue_l_per_kwh: float = 1.8
     """Site water litres per IT kWh (tokenwatt.energy's default: LBNL 2016 US average)."""
-    price_per_kwh: float = 0.0
-    """Electricity price per kWh in your currency (0: cost not computed)."""
-    accelerator_hour_price: float = 0.0
-    """Price of one accelerator-hour (0: not computed)."""
+    price_per_kwh: float | None = None
+    """Electricity price per kWh in your currency; None: ``tokenwatt.energy.FacilityModel``'s
+    default (0.10, a round placeholder that measure and bench use too), labelled as such."""
+    accelerator_hour_price: float | None = None
+    """Price of one accelerator-hour; None: not set (no accelerator cost reported)."""
     currency: str = "USD"
     """Currency of both prices."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "facility")
         _check(self.pue >= 1.0, f"facility: pue must be >= 1, got {self.pue}")
         _check(0.0 <= self.erf <= 1.0, f"facility: erf must be in [0, 1], got {self.erf}")
         for name in (
@@ -167,7 +202,8 @@ class FacilityConfig:
             "price_per_kwh",
             "accelerator_hour_price",
         ):
-            _check(getattr(self, name) >= 0, f"facility: {name} must be >= 0")
+            value = getattr(self, name)
+            _check(value is None or value >= 0, f"facility: {name} must be >= 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -182,6 +218,7 @@ class TierSpec:
     """Load bandwidth into the accelerator (an assumption: PCIe 5 x16 effective)."""
 
     def __post_init__(self) -> None:
+        _check_types(self, f"warehouse tier {self.name}")
         _check(
             self.capacity_bytes >= 0,
             f"warehouse tier {self.name}: capacity_bytes must be >= 0, got {self.capacity_bytes}",
@@ -240,6 +277,7 @@ class PlanConfig:
     """Drop a request still waiting this long after arrival; None: never."""
 
     def __post_init__(self) -> None:
+        _check_types(self, "")
         _check(self.devices_per_replica >= 1, "devices_per_replica must be >= 1")
         _check(
             self.router in ROUTERS,
@@ -266,12 +304,12 @@ class PlanConfig:
         for key, value in changes.items():
             node = data
             parts = key.split(".")
-            for part in parts[:-1]:
+            for depth, part in enumerate(parts[:-1]):
                 if part not in node or not isinstance(node[part], dict):
-                    raise ConfigError(f"unknown config key {key!r}")
+                    raise ConfigError(_unknown_key(key, ".".join(parts[:depth]), node))
                 node = node[part]
             if parts[-1] not in node and parts[0] != "autoscaler_params":
-                raise ConfigError(f"unknown config key {key!r}")
+                raise ConfigError(_unknown_key(key, ".".join(parts[:-1]), node))
             node[parts[-1]] = value
         return PlanConfig.from_dict(data)
 
@@ -292,12 +330,9 @@ class PlanConfig:
             if key in nested:
                 kwargs[key] = _build(nested[key], value, key)
             elif key == "warehouse":
-                tiers = (value or {}).get("tiers", ())
-                kwargs[key] = WarehouseConfig(
-                    tuple(_build(TierSpec, t, "warehouse.tiers") for t in tiers)
-                )
+                kwargs[key] = _warehouse(value)
             elif key == "autoscaler_params":
-                kwargs[key] = {str(k): float(v) for k, v in (value or {}).items()}
+                kwargs[key] = _autoscaler_params(value)
             else:
                 kwargs[key] = value
         return cls(**kwargs)
@@ -316,3 +351,50 @@ def _build(kind: type[Any], value: Any, where: str) -> Any:
         return kind(**value)
     except TypeError as exc:
         raise ConfigError(f"config {where}: {exc}") from None
+
+
+def _warehouse(value: Any) -> WarehouseConfig:
+    if isinstance(value, WarehouseConfig):
+        return value
+    if value is None:
+        return WarehouseConfig()
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"config warehouse must be an object, got {type(value).__name__} "
+            '(e.g. {"tiers": [{"name": "dram", "capacity_bytes": 5e11}]})'
+        )
+    unknown = sorted(set(value) - {"tiers"})
+    if unknown:
+        raise ConfigError(f"unknown key(s) in warehouse: {', '.join(unknown)}; known: tiers")
+    tiers = value.get("tiers") or ()
+    if not isinstance(tiers, (list, tuple)):
+        raise ConfigError(
+            f"config warehouse.tiers must be a list of tier objects, got {tiers!r} "
+            '(e.g. [{"name": "dram", "capacity_bytes": 5e11}])'
+        )
+    return WarehouseConfig(tuple(_build(TierSpec, t, "warehouse.tiers") for t in tiers))
+
+
+def _autoscaler_params(value: Any) -> dict[str, float]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"config autoscaler_params must be an object of numbers, got {value!r} "
+            '(e.g. {"target": 2}, or --set autoscaler_params.target=2)'
+        )
+    out: dict[str, float] = {}
+    for k, v in value.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"config autoscaler_params.{k} must be a number, got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
+def _unknown_key(key: str, section: str, node: dict[str, Any]) -> str:
+    """The message for a key ``replace`` cannot place, listing what ``section`` has."""
+    where = section or "the config"
+    nested = [k for k, v in node.items() if isinstance(v, dict)]
+    known = ", ".join(sorted(node))
+    hint = f" (nested: {', '.join(sorted(nested))})" if nested and not section else ""
+    return f"unknown config key {key!r}; {where} has: {known}{hint}"

@@ -11,17 +11,77 @@ from pathlib import Path
 
 from tokenwatt.plan.results import PlanResult
 
-__all__ = ["comparison_rows", "render_html", "write_report"]
+__all__ = ["comparison_rows", "format_energy", "render_html", "write_report"]
 
 _COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 
 
+_J_PER_WH = 3600.0
+_ENERGY_UNITS = (("J", 1.0, ".1f"), ("Wh", _J_PER_WH, ".3f"), ("kWh", 1000 * _J_PER_WH, ".3f"))
+
+
+def _energy_unit(largest_j: float) -> tuple[str, float, str]:
+    """(unit, joules per unit, format) that shows ``largest_j`` with real digits: J below 1 Wh,
+    Wh below 1 kWh, kWh above (a tiny CPU run reads 500.0 J, not 0.000 kWh)."""
+    if abs(largest_j) < _J_PER_WH:
+        return _ENERGY_UNITS[0]
+    if abs(largest_j) < 1000 * _J_PER_WH:
+        return _ENERGY_UNITS[1]
+    return _ENERGY_UNITS[2]
+
+
+def format_energy(energy_j: float) -> str:
+    """``energy_j`` in the unit that fits its magnitude, e.g. ``12.0 J``, ``0.500 Wh``."""
+    unit, scale, spec = _energy_unit(energy_j)
+    return f"{format(energy_j / scale, spec)} {unit}"
+
+
+def _small(value: float, spec: str) -> str:
+    """``value`` in ``spec``, or 3 significant digits where ``spec`` would round it to zero."""
+    return format(value, ".3g") if 0 < abs(value) < 0.01 else format(value, spec)
+
+
+def _currency(r: PlanResult) -> str:
+    facility = r.config.get("facility")
+    return str(facility.get("currency", "USD")) if isinstance(facility, dict) else "USD"
+
+
+def _energy_cost(r: PlanResult) -> str:
+    cost = r.facility.get("energy_cost")
+    if cost is None:
+        return "not set"
+    text = f"{_small(cost, '.2f')} {_currency(r)}"
+    if r.facility.get("price_placeholder"):
+        text += f" ({r.facility.get('price_per_kwh', 0):g}/kWh placeholder)"
+    return text
+
+
+def _accelerator_cost(r: PlanResult) -> str:
+    cost = r.facility.get("accelerator_cost")
+    return "not set" if cost is None else f"{_small(cost, '.2f')} {_currency(r)}"
+
+
 def comparison_rows(results: Sequence[PlanResult]) -> list[tuple[str, list[str]]]:
-    """(metric, one formatted value per result) rows shared by the HTML and the CLI tables."""
+    """(metric, one formatted value per result) rows shared by the HTML and the CLI tables.
+
+    Energy rows share one unit per group (J, Wh or kWh, fitting the largest value); unset
+    prices read "not set" and the default energy price is labelled a placeholder."""
 
     def fmt(values: Sequence[float], spec: str) -> list[str]:
         return [format(v, spec) for v in values]
 
+    def energy_rows(
+        names: Sequence[str], series: Sequence[Sequence[float]]
+    ) -> list[tuple[str, list[str]]]:
+        unit, scale, spec = _energy_unit(max((abs(v) for s in series for v in s), default=0.0))
+        return [
+            (name.format(unit=unit), fmt([v / scale for v in values], spec))
+            for name, values in zip(names, series, strict=True)
+        ]
+
+    split = [r.energy_split_j for r in results]
+    carbon_g = [r.facility.get("carbon_g", 0.0) for r in results]
+    carbon_kg = max((abs(c) for c in carbon_g), default=0.0) >= 1000
     rows: list[tuple[str, list[str]]] = [
         ("requests (completed / arrived)", [f"{r.completed} / {r.arrived}" for r in results]),
         ("dropped", [str(sum(r.dropped.values())) for r in results]),
@@ -42,36 +102,33 @@ def comparison_rows(results: Sequence[PlanResult]) -> list[tuple[str, list[str]]
                 for r in results
             ],
         ),
-        ("energy (kWh)", fmt([r.energy_j / 3.6e6 for r in results], ".3f")),
-        ("  busy (kWh)", fmt([r.busy_j / 3.6e6 for r in results], ".3f")),
-        ("  idle (kWh)", fmt([r.energy_split_j.get("idle", 0) / 3.6e6 for r in results], ".3f")),
-        (
-            "  cold start (kWh)",
-            [format(r.energy_split_j.get("cold_start", 0) / 3.6e6, ".3f") for r in results],
+        *energy_rows(
+            ("energy ({unit})", "  busy ({unit})", "  idle ({unit})", "  cold start ({unit})"),
+            (
+                [r.energy_j for r in results],
+                [r.busy_j for r in results],
+                [s.get("idle", 0.0) for s in split],
+                [s.get("cold_start", 0.0) for s in split],
+            ),
         ),
         ("output tokens / J", fmt([r.output_tokens_per_j for r in results], ".3f")),
         ("goodput tokens / J", fmt([r.goodput_tokens_per_j for r in results], ".3f")),
         ("J / request", fmt([r.j_per_request for r in results], ".1f")),
-        ("accelerator-hours", fmt([r.accelerator_hours for r in results], ".2f")),
+        ("accelerator-hours", [_small(r.accelerator_hours, ".2f") for r in results]),
         ("peak replicas", [str(r.peak_replicas) for r in results]),
-        (
-            "facility energy (kWh, PUE)",
-            [format(r.facility.get("facility_energy_j", 0) / 3.6e6, ".3f") for r in results],
+        *energy_rows(
+            ("facility energy ({unit}, PUE)", "heat reused ({unit}, ERF)"),
+            (
+                [r.facility.get("facility_energy_j", 0.0) for r in results],
+                [r.facility.get("reused_heat_j", 0.0) for r in results],
+            ),
         ),
         (
-            "heat reused (kWh, ERF)",
-            [format(r.facility.get("reused_heat_j", 0) / 3.6e6, ".3f") for r in results],
+            "carbon (kg CO2)" if carbon_kg else "carbon (g CO2)",
+            [_small(c / 1e3 if carbon_kg else c, ".3f") for c in carbon_g],
         ),
-        ("carbon (kg CO2)", [format(r.facility.get("carbon_g", 0) / 1e3, ".3f") for r in results]),
-        (
-            "cost (energy + accelerators)",
-            [
-                format(
-                    r.facility.get("energy_cost", 0) + r.facility.get("accelerator_cost", 0), ".2f"
-                )
-                for r in results
-            ],
-        ),
+        ("energy cost", [_energy_cost(r) for r in results]),
+        ("accelerator cost", [_accelerator_cost(r) for r in results]),
         (
             "energy source / scope",
             [f"{r.energy_source.split(' (')[0]} / {r.energy_scope}" for r in results],

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,17 +24,21 @@ __all__ = ["PlanResult", "build_result", "facility_figures", "load_result"]
 
 def facility_figures(it_energy_j: float, facility: FacilityConfig) -> dict[str, float]:
     """Facility energy (PUE), reused heat (ERF), water, carbon and electricity cost for IT
-    energy, computed by ``tokenwatt.energy.FacilityModel`` (The Green Grid definitions)."""
+    energy, computed by ``tokenwatt.energy.FacilityModel`` (The Green Grid definitions).
+
+    Without a price the model's default applies and ``price_placeholder`` is 1.0."""
     model = FacilityModel(
         name="plan",
         pue=facility.pue,
         erf=facility.erf,
         wue_l_per_kwh=facility.wue_l_per_kwh,
         carbon_g_per_kwh=facility.carbon_g_per_kwh,
-        price_per_kwh=facility.price_per_kwh,
         currency=facility.currency,
         source="PlanConfig.facility",
     )
+    placeholder = facility.price_per_kwh is None
+    if facility.price_per_kwh is not None:
+        model = dataclasses.replace(model, price_per_kwh=facility.price_per_kwh)
     rep = model.report(it_energy_j)
     return {
         "it_energy_j": rep.it_energy_j,
@@ -47,6 +52,8 @@ def facility_figures(it_energy_j: float, facility: FacilityConfig) -> dict[str, 
         "erf": model.erf,
         "ere": model.ere,
         "carbon_g_per_kwh": model.carbon_g_per_kwh,
+        "price_per_kwh": model.price_per_kwh,
+        "price_placeholder": 1.0 if placeholder else 0.0,
     }
 
 
@@ -189,7 +196,8 @@ def build_result(sim: Simulation, end_s: float, wall_s: float) -> PlanResult:
     assert isinstance(replicas_series, list)
     facility = facility_figures(energy, cfg.facility)
     acc_hours = on_s * cfg.devices_per_replica / 3600.0
-    facility["accelerator_cost"] = acc_hours * cfg.facility.accelerator_hour_price
+    if cfg.facility.accelerator_hour_price is not None:
+        facility["accelerator_cost"] = acc_hours * cfg.facility.accelerator_hour_price
     return PlanResult(
         config=cfg.to_dict(),
         label=f"{cfg.router}/{cfg.autoscaler}",
