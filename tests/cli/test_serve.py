@@ -116,7 +116,9 @@ def test_broken_warehouse_tiers_are_reported_and_serving_goes_on(
     """An unusable disk folder and a dead Redis are named at start, quickly; serve still
     starts, with those tiers skipped."""
     served: list[object] = []
-    monkeypatch.setattr("tokenwatt.cli.serve.serve_engine", lambda *a, **k: served.append(a))
+    monkeypatch.setattr(
+        "tokenwatt.engine.server.run.serve_engine", lambda *a, **k: served.append(a)
+    )
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")
     spec = f"dram=16MiB,disk={not_a_dir},redis=redis://127.0.0.1:1,redis-timeout=0.2"
@@ -131,3 +133,21 @@ def test_broken_warehouse_tiers_are_reported_and_serving_goes_on(
     assert "warehouse tier redis skipped:" in said and "127.0.0.1:1" in said
     assert "serving without them; they are retried with backoff" in said
     assert time.monotonic() - start < 20
+
+
+def test_cli_starts_without_importing_torch() -> None:
+    """Loading the CLI (every command, `--help`) does not import torch: only `serve` needs it,
+    and the import costs seconds on a small machine."""
+    code = "import sys, tokenwatt.cli.main; print('torch' in sys.modules)"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stdout.strip() == "False"
+
+
+def test_preset_names_in_help_match_the_engine() -> None:
+    """The preset list in `--model`'s help (kept here so --help stays light) is the engine's."""
+    from tokenwatt.cli.serve import PRESET_NAMES
+    from tokenwatt.engine.model import PRESETS
+
+    assert tuple(PRESETS) == PRESET_NAMES

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -16,14 +17,17 @@ from tokenwatt.cli._common import console, user_errors
 from tokenwatt.energy.combined import CombinedMeter
 from tokenwatt.energy.detect import CpuModelChoice, probe_meters
 from tokenwatt.energy.meter import Meter
-from tokenwatt.engine.config import EngineConfig
-from tokenwatt.engine.engine import Engine
-from tokenwatt.engine.kv import PrefixProvider
-from tokenwatt.engine.model import PRESETS, LoadedModel, load_model
-from tokenwatt.engine.server.run import ServeConfig, serve_engine
 from tokenwatt.errors import ConfigError
 
-__all__ = ["parse_meters", "register", "serve"]
+if TYPE_CHECKING:
+    from tokenwatt.engine.kv import PrefixProvider
+    from tokenwatt.engine.model import LoadedModel
+
+__all__ = ["PRESET_NAMES", "parse_meters", "register", "serve"]
+
+# The engine (and torch, seconds to import) loads only when `serve` runs, so that every other
+# command and `--help` start fast; a test keeps this list equal to the engine's PRESETS.
+PRESET_NAMES = ("tiny", "small", "llama-1b-shape", "llama-8b-shape")
 
 _BACKENDS = ("nvml", "rapl", "cpu-model")
 
@@ -35,7 +39,10 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     model: str = typer.Option(
-        "tiny", "--model", "-m", help=f"Preset ({', '.join(PRESETS)}) or a local HF checkpoint dir."
+        "tiny",
+        "--model",
+        "-m",
+        help=f"Preset ({', '.join(PRESET_NAMES)}) or a local HF checkpoint dir.",
     ),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8000, "--port", "-p", help="TCP port."),
@@ -73,8 +80,13 @@ def serve(
 ) -> None:
     """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions,
     /v1/models, /v1/tenants, /health, /metrics). Stops cleanly on Ctrl-C or SIGTERM."""
+    from tokenwatt.engine.config import EngineConfig
+    from tokenwatt.engine.engine import Engine
+    from tokenwatt.engine.model import load_model
+    from tokenwatt.engine.server import run
+
     with user_errors():
-        config = ServeConfig(
+        config = run.ServeConfig(
             model=model,
             host=host,
             port=port,
@@ -106,7 +118,7 @@ def serve(
     )
     _report_warehouse_tiers(provider)
     hooks = [h for h in (getattr(provider, "close", None), meter.close if meter else None) if h]
-    serve_engine(engine, config, on_shutdown=hooks)
+    run.serve_engine(engine, config, on_shutdown=hooks)
 
 
 def parse_meters(value: str) -> Meter | None:
