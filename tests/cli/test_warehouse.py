@@ -167,3 +167,42 @@ def test_stats_on_a_plain_directory_creates_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 0
     assert json.loads(result.output)["blocks"] == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_target_can_be_given_without_an_option(disk_dir: Path) -> None:
+    """`warehouse stats DIR` reads the disk tier at DIR, as `--disk DIR` does."""
+    result = CliRunner().invoke(app, ["warehouse", "stats", str(disk_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["blocks"] == 3
+
+
+def test_redis_url_can_be_given_without_an_option() -> None:
+    """`warehouse stats redis://...` reads Redis (here: a dead one, so a clear error)."""
+    result = CliRunner().invoke(
+        app, ["warehouse", "verify", "redis://127.0.0.1:1/0", "--timeout", "0.2"]
+    )
+    assert result.exit_code == 2
+    assert "cannot read redis://127.0.0.1:1/0" in _text(result.output)
+
+
+def test_target_and_option_together_is_a_clear_error(disk_dir: Path) -> None:
+    """A positional target plus --disk or --redis is ambiguous and refused."""
+    result = CliRunner().invoke(
+        app, ["warehouse", "clear", str(disk_dir), "--redis", "redis://x", "--yes"]
+    )
+    assert result.exit_code == 2
+    assert "give the tier once" in _text(result.output)
+    assert DiskTier(disk_dir, 1 << 20).usage().blocks == 3
+
+
+def test_stats_counts_bad_files_and_points_to_verify(disk_dir: Path) -> None:
+    """Files the index cannot use (here a truncated block) show up in stats, not only in a
+    log line, with the command that lists them."""
+    path = DiskTier(disk_dir, 1 << 20).path_of(A)
+    path.write_bytes(path.read_bytes()[:10])
+    result = CliRunner().invoke(app, ["warehouse", "stats", str(disk_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output[result.output.index("{") :])
+    assert (data["blocks"], data["bad_files"]) == (2, 1)
+    table = CliRunner().invoke(app, ["warehouse", "stats", str(disk_dir)])
+    assert "bad files (see warehouse verify) │ 1" in _text(table.output)

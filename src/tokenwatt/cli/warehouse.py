@@ -21,6 +21,12 @@ __all__ = ["register"]
 # Inspection must never evict: a budget far above any disk.
 _NO_BUDGET = 1 << 62
 
+TargetArg = typer.Argument(
+    None,
+    metavar="[DIR|URL]",
+    help="The tier: a disk tier directory or a redis:// URL (instead of --disk/--redis).",
+    show_default=False,
+)
 DiskOpt = typer.Option(None, "--disk", help="Disk tier directory.", file_okay=False)
 RedisOpt = typer.Option(None, "--redis", help="Redis URL, e.g. redis://127.0.0.1:6379/0.")
 ClusterOpt = typer.Option(False, "--cluster", help="The Redis URL is a Redis Cluster node.")
@@ -28,11 +34,27 @@ PrefixOpt = typer.Option("tw:kv:", "--key-prefix", help="Key prefix of the block
 TimeoutOpt = typer.Option(2.0, "--timeout", help="Redis socket timeout, seconds.")
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def _resolve_target(
+    target: str | None, disk: Path | None, redis: str | None
+) -> tuple[Path | None, str | None]:
+    """Fold a positional DIR or URL into (disk, redis)."""
+    if target is None:
+        return disk, redis
+    if disk is not None or redis is not None:
+        raise ConfigError(f"give the tier once: either {target!r} or --disk/--redis, not both")
+    if target.startswith(_REDIS_SCHEMES):
+        return None, target
+    return Path(target), None
+
+
 def _open_tier(
     disk: Path | None, redis: str | None, cluster: bool, key_prefix: str, timeout_s: float
 ) -> Tier:
     if (disk is None) == (redis is None):
-        raise ConfigError("give exactly one of --disk DIR or --redis URL")
+        raise ConfigError("give exactly one of --disk DIR or --redis URL (or just DIR or URL)")
     if disk is not None:
         if not disk.is_dir():
             raise ConfigError(f"{disk} is not a directory (pass the disk tier's directory)")
@@ -48,6 +70,7 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
 
 
 def stats(
+    target: str | None = TargetArg,
     disk: Path | None = DiskOpt,
     redis: str | None = RedisOpt,
     cluster: bool = ClusterOpt,
@@ -57,6 +80,7 @@ def stats(
 ) -> None:
     """Blocks, bytes, block sizes and model fingerprints held by a tier."""
     with user_errors():
+        disk, redis = _resolve_target(target, disk, redis)
         tier = _open_tier(disk, redis, cluster, key_prefix, timeout)
         try:
             summary = summarize_tier(tier)
@@ -64,6 +88,7 @@ def stats(
             raise fail(f"cannot read {redis}: {exc} (is the server running?)") from None
         finally:
             tier.close()
+    bad_files = tier.rejected_at_open if isinstance(tier, DiskTier) else 0
     if as_json:
         console.print_json(
             json.dumps(
@@ -72,6 +97,7 @@ def stats(
                     "used_bytes": summary.used_bytes,
                     "blocks_by_token_count": {str(k): v for k, v in summary.token_counts.items()},
                     "blocks_by_fingerprint": summary.fingerprints,
+                    "bad_files": bad_files,
                 }
             )
         )
@@ -85,10 +111,13 @@ def stats(
         table.add_row(f"blocks of {tokens} tokens", str(count))
     for fp, count in sorted(summary.fingerprints.items()):
         table.add_row(f"model {fp[:12]}", str(count))
+    if bad_files:
+        table.add_row("bad files (see warehouse verify)", str(bad_files), style="red")
     console.print(table)
 
 
 def verify(
+    target: str | None = TargetArg,
     disk: Path | None = DiskOpt,
     redis: str | None = RedisOpt,
     cluster: bool = ClusterOpt,
@@ -98,6 +127,7 @@ def verify(
 ) -> None:
     """Check every block's header, key and checksum; exit 1 if any is bad (unless removed)."""
     with user_errors():
+        disk, redis = _resolve_target(target, disk, redis)
         tier = _open_tier(disk, redis, cluster, key_prefix, timeout)
         try:
             report = verify_tier(tier, remove=remove)
@@ -117,6 +147,7 @@ def verify(
 
 
 def clear(
+    target: str | None = TargetArg,
     disk: Path | None = DiskOpt,
     redis: str | None = RedisOpt,
     cluster: bool = ClusterOpt,
@@ -128,6 +159,7 @@ def clear(
     if not yes:
         raise fail("clear deletes every block of the tier; add --yes to confirm")
     with user_errors():
+        disk, redis = _resolve_target(target, disk, redis)
         tier = _open_tier(disk, redis, cluster, key_prefix, timeout)
         try:
             removed = clear_tier(tier)
