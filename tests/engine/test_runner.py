@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from tokenwatt.engine import runner as runner_module
 from tokenwatt.engine.kv import KVCacheManager
 from tokenwatt.engine.model import LoadedModel
 from tokenwatt.engine.runner import (
@@ -132,3 +134,18 @@ def test_unknown_modules_run_through_their_forward() -> None:
     x = torch.randn(2, 4, generator=torch.Generator().manual_seed(7))
     assert torch.equal(_rms_norm(norm)(x), norm(x))
     assert torch.equal(_mlp(norm)(x), norm(x))
+
+
+def test_continuation_falls_back_to_masked_sdpa(
+    tiny: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the fused CPU kernel op, a continuation still gives the one-pass logits."""
+    monkeypatch.setattr(runner_module, "_flash_cpu", None)
+    runner = ModelRunner(tiny)
+    kv = KVCacheManager(runner.layout(), capacity_tokens=1024)
+    ids = _ids(70, seed=8)
+    whole = runner.execute([StepItem("a", ids, 0)], [kv.allocate("a", 70)])
+    cache = kv.allocate("b", 70)
+    runner.execute([StepItem("b", ids[:40], 0, False)], [cache])
+    chunked = runner.execute([StepItem("b", ids[40:], 40)], [cache])
+    assert torch.allclose(chunked, whole, atol=1e-4, rtol=0)

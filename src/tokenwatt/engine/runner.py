@@ -38,8 +38,9 @@ class StepItem:
 
 
 # The CPU fused attention kernel that also returns each query's log-sum-exp (private ATen op,
-# stable since torch 2.3; the public SDPA does not expose the log-sum-exp).
-_flash_cpu = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+# present since torch 2.3; the public SDPA does not expose the log-sum-exp). Without it,
+# continuations fall back to SDPA with an explicit mask.
+_flash_cpu: Any = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 # RoPE variants whose cos/sin depend on the position alone (not on the sequence length).
 _STATIC_ROPE = frozenset({"default", "linear", "llama3"})
@@ -288,7 +289,7 @@ class ModelRunner:
             qg = q.view(kv_heads, heads // kv_heads, d)[None]
             o = F.scaled_dot_product_attention(qg, keys[None], values[None], scale=scale)
             return o.reshape(1, heads * d)
-        if mask is not None and q.device.type == "cpu":
+        if mask is not None and q.device.type == "cpu" and _flash_cpu is not None:
             return _attend_continuation(q, keys, values, start, scale)
         o = F.scaled_dot_product_attention(
             q.transpose(0, 1)[None],
