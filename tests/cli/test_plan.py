@@ -367,3 +367,24 @@ def test_compare_rejects_non_result_json(tmp_path: Path) -> None:
     assert "is not a plan result (write one with `tokenwatt plan run`)" in " ".join(
         result.output.split()
     )
+
+
+@pytest.mark.parametrize("flag", ["-o", "--html"])
+def test_run_unwritable_output_is_named(tmp_path: Path, flag: str) -> None:
+    """An output path in a missing folder exits 2 naming the path, not a traceback."""
+    target = tmp_path / "missing" / "out.x"
+    result = runner.invoke(app, ["plan", "run", "-n", "10", flag, str(target)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"cannot write {target}" in text and "create the folder" in text
+
+
+def test_sweep_and_search_reject_zero_workers() -> None:
+    """--workers 0 is an error, not silently every core."""
+    for args in (
+        ["search", "-n", "10", "--param", "autoscaler_params.replicas", "--values", "1"],
+        ["sweep", "-n", "10", "--vary", "scaling.max_replicas=1,2"],
+    ):
+        result = runner.invoke(app, ["plan", *args, "--workers", "0"])
+        assert result.exit_code == 2, result.output
+        assert "--workers must be >= 1, got 0" in " ".join(result.output.split())

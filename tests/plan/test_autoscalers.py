@@ -111,3 +111,40 @@ def test_make_autoscaler_static_lists_replicas_as_valid() -> None:
     """The static autoscaler's only parameter is replicas."""
     with pytest.raises(ConfigError, match="valid parameters: replicas "):
         make_autoscaler("static", {"target": 1.0}, ScalingConfig())
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        (
+            "static",
+            {"replicas": 2.5},
+            "static autoscaler: replicas must be a whole number, got 2.5",
+        ),
+        ("concurrency", {"target": -1.0}, "concurrency autoscaler: target must be > 0, got -1.0"),
+        (
+            "concurrency",
+            {"panic_threshold": 1.0},
+            "concurrency autoscaler: panic_threshold must be > 1, got 1.0",
+        ),
+        (
+            "queue_kv",
+            {"target_kv": 2.0},
+            "queue_kv autoscaler: target_kv must be in (0, 1], got 2.0",
+        ),
+        ("queue_kv", {"tolerance": -0.5}, "queue_kv autoscaler: tolerance must be >= 0, got -0.5"),
+        ("predictive", {"alpha": 0.0}, "predictive autoscaler: alpha must be in (0, 1], got 0.0"),
+        (
+            "predictive",
+            {"prior_latency_s": -1.0},
+            "predictive autoscaler: prior_latency_s must be > 0, got -1.0",
+        ),
+    ],
+)
+def test_bad_autoscaler_parameter_values_are_named(
+    name: str, params: dict[str, float], message: str
+) -> None:
+    """A parameter out of range names itself, its bound and the value given."""
+    with pytest.raises(ConfigError) as info:
+        make_autoscaler(name, params, ScalingConfig())
+    assert str(info.value) == message

@@ -90,3 +90,9 @@ def test_replace_unknown_nested_key_lists_the_valid_ones() -> None:
         "initial_replicas, max_replicas, min_replicas, scale_down_delay_s, scale_up_delay_s, "
         "tick_s"
     )
+
+
+def test_slo_names_the_bad_field_and_value() -> None:
+    """A non-positive SLO bound names which one and the value given."""
+    with pytest.raises(ConfigError, match=r"slo: tpot_s must be > 0, got -1"):
+        PlanConfig.from_dict({"slo": {"tpot_s": -1}})

@@ -69,3 +69,16 @@ def test_unset_accelerator_price_leaves_its_cost_out() -> None:
         [Request("a", 0.0, 100, 5)],
     )
     assert priced.facility["accelerator_cost"] == pytest.approx(priced.accelerator_hours * 2.0)
+
+
+def test_load_result_rejects_wrong_field_types(tmp_path: Path) -> None:
+    """A result JSON whose figures have the wrong type is named, not a TypeError later."""
+    data = simulate(PlanConfig(), [Request("a", 0.0, 100, 5)]).to_dict()
+    data["energy_j"] = "x"
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as info:
+        load_result(tmp_path / "r.json")
+    assert str(info.value) == (
+        f"{tmp_path / 'r.json'} is not a plan result: energy_j must be a number, got 'x' "
+        "(write one with `tokenwatt plan run`)"
+    )

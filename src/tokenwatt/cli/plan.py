@@ -6,6 +6,7 @@ A thin layer over tokenwatt.plan: options are resolved once here into a PlanConf
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -133,6 +134,31 @@ def _price_notes(results: list[PlanResult]) -> None:
         )
 
 
+def _save(path: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(path)``, turning a bad output path into a ConfigError naming it."""
+    try:
+        write(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write {path} ({exc.strerror or exc}); create the folder or pick another path"
+        ) from None
+
+
+def _check_outputs(*paths: Path | None) -> None:
+    """Fail before a long simulation, not after it, when an output folder is missing."""
+    for path in paths:
+        if path is not None and not path.parent.is_dir():
+            raise ConfigError(
+                f"cannot write {path}: the folder {path.parent} does not exist; "
+                "create the folder or pick another path"
+            )
+
+
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers} (omit it to use every core)")
+
+
 def _print_table(results: list[PlanResult], title: str) -> None:
     table = Table(title=title)
     table.add_column("metric")
@@ -183,6 +209,7 @@ def run(
 ) -> None:
     """Simulate one configuration and print SLO attainment, goodput and energy."""
     with user_errors():
+        _check_outputs(out, html_path)
         shortcuts: dict[str, Any] = {
             "accelerator": accelerator,
             "autoscaler": autoscaler,
@@ -202,10 +229,10 @@ def run(
             f"({sim['requests_per_s']:,.0f} requests/s, {config.mode} mode)"
         )
         if out is not None:
-            result.to_json(out)
+            _save(out, result.to_json)
             console.print(f"result: {out}")
         if html_path is not None:
-            write_report([result], html_path)
+            _save(html_path, lambda p: write_report([result], p))
             console.print(f"report: {html_path}")
 
 
@@ -218,6 +245,7 @@ def compare(
     with user_errors():
         if len(results) < 2:
             raise fail("compare needs at least two result files")
+        _check_outputs(html_path)
         loaded = [load_result(p) for p in results]
         labels = [f"{p.stem}: {r.label}" for p, r in zip(results, loaded, strict=True)]
         loaded = [
@@ -237,7 +265,7 @@ def compare(
                 f"{r.label}: energy x{ratio:.3f}, output tokens/J x{tpj:.3f} vs {base.label}"
             )
         if html_path is not None:
-            write_report(loaded, html_path, "tokenwatt plan compare")
+            _save(html_path, lambda p: write_report(loaded, p, "tokenwatt plan compare"))
             console.print(f"report: {html_path}")
 
 
@@ -269,6 +297,8 @@ def search(
     with user_errors():
         if backend not in ("serial", "process", "ray"):
             raise ConfigError(f"unknown backend {backend!r}; use serial, process or ray")
+        _check_outputs(out, html_path)
+        _check_workers(workers)
         config = _config(config_file, settings, {})
         wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup, prefix_share)
         tried = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
@@ -281,7 +311,7 @@ def search(
         ]
         _print_table(labelled, f"tokenwatt plan search ({param})")
         if html_path is not None:
-            write_report(labelled, html_path, f"tokenwatt plan search: {param}")
+            _save(html_path, lambda p: write_report(labelled, p, f"tokenwatt plan search: {param}"))
             console.print(f"report: {html_path}")
         best = found.best
         if best is None:
@@ -292,7 +322,7 @@ def search(
             f"{format_energy(best.energy_j)} ({best.output_tokens_per_j:.3f} output tokens/J)"
         )
         if out is not None:
-            best.to_json(out)
+            _save(out, best.to_json)
             console.print(f"result: {out}")
 
 
@@ -320,6 +350,8 @@ def sweep_cmd(
     with user_errors():
         if backend not in ("serial", "process", "ray"):
             raise ConfigError(f"unknown backend {backend!r}; use serial, process or ray")
+        _check_outputs(html_path)
+        _check_workers(workers)
         axes: list[tuple[str, list[Any]]] = []
         for item in vary:
             key, sep, values = item.partition("=")
@@ -343,12 +375,12 @@ def sweep_cmd(
         ]
         _print_table(labelled, "tokenwatt plan sweep")
         if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
+            _save(out_dir, lambda p: p.mkdir(parents=True, exist_ok=True))
             for i, r in enumerate(labelled):
-                r.to_json(out_dir / f"run-{i:03d}.json")
+                _save(out_dir / f"run-{i:03d}.json", r.to_json)
             console.print(f"results: {out_dir}")
         if html_path is not None:
-            write_report(labelled, html_path, "tokenwatt plan sweep")
+            _save(html_path, lambda p: write_report(labelled, p, "tokenwatt plan sweep"))
             console.print(f"report: {html_path}")
 
 

@@ -64,6 +64,11 @@ class Autoscaler(Protocol):
         ...
 
 
+def _require(who: str, name: str, value: float, ok: bool, bound: str) -> None:
+    if not ok or math.isnan(value):
+        raise ConfigError(f"{who}: {name} must be {bound}, got {value}")
+
+
 class StaticAutoscaler:
     """Always ``replicas``: the fixed fleet baseline."""
 
@@ -108,10 +113,11 @@ class ConcurrencyAutoscaler:
         panic_window_s: float = 6.0,
         panic_threshold: float = 2.0,
     ) -> None:
-        if target <= 0 or stable_window_s <= 0 or panic_window_s <= 0 or panic_threshold <= 1:
-            raise ConfigError(
-                "concurrency autoscaler: target and windows must be > 0, panic_threshold > 1"
-            )
+        who = "concurrency autoscaler"
+        _require(who, "target", target, target > 0, "> 0")
+        _require(who, "stable_window_s", stable_window_s, stable_window_s > 0, "> 0")
+        _require(who, "panic_window_s", panic_window_s, panic_window_s > 0, "> 0")
+        _require(who, "panic_threshold", panic_threshold, panic_threshold > 1, "> 1")
         self.target = target
         self.panic_threshold = panic_threshold
         self._stable = _WindowMean(stable_window_s)
@@ -145,10 +151,11 @@ class QueueKVAutoscaler:
         window_s: float = 60.0,
         tolerance: float = 0.1,
     ) -> None:
-        if target_waiting <= 0 or not 0 < target_kv <= 1 or window_s <= 0 or tolerance < 0:
-            raise ConfigError(
-                "queue_kv autoscaler: target_waiting > 0, target_kv in (0, 1], window_s > 0"
-            )
+        who = "queue_kv autoscaler"
+        _require(who, "target_waiting", target_waiting, target_waiting > 0, "> 0")
+        _require(who, "target_kv", target_kv, 0 < target_kv <= 1, "in (0, 1]")
+        _require(who, "window_s", window_s, window_s > 0, "> 0")
+        _require(who, "tolerance", tolerance, tolerance >= 0, ">= 0")
         self.target_waiting = target_waiting
         self.target_kv = target_kv
         self.tolerance = tolerance
@@ -183,8 +190,12 @@ class PredictiveAutoscaler:
         beta: float = 0.1,
         prior_latency_s: float = 5.0,
     ) -> None:
-        if target <= 0 or horizon_s < 0 or not 0 < alpha <= 1 or not 0 <= beta <= 1:
-            raise ConfigError("predictive autoscaler: target > 0, horizon_s >= 0, alpha in (0, 1]")
+        who = "predictive autoscaler"
+        _require(who, "target", target, target > 0, "> 0")
+        _require(who, "horizon_s", horizon_s, horizon_s >= 0, ">= 0")
+        _require(who, "alpha", alpha, 0 < alpha <= 1, "in (0, 1]")
+        _require(who, "beta", beta, 0 <= beta <= 1, "in [0, 1]")
+        _require(who, "prior_latency_s", prior_latency_s, prior_latency_s > 0, "> 0")
         self.target = target
         self.horizon_s = horizon_s
         self.alpha = alpha
@@ -264,7 +275,10 @@ def make_autoscaler(
         scaling.initial_replicas if scaling.initial_replicas is not None else scaling.min_replicas
     )
     if name == "static":
-        n = int(p.pop("replicas", scaling.initial_replicas or max(scaling.min_replicas, 1)))
+        size = p.pop("replicas", scaling.initial_replicas or max(scaling.min_replicas, 1))
+        if size != int(size):
+            raise ConfigError(f"static autoscaler: replicas must be a whole number, got {size}")
+        n = int(size)
         scaler: Autoscaler = StaticAutoscaler(n)
         initial = n
     elif name == "concurrency":

@@ -169,7 +169,8 @@ class SLOConfig:
 
     def __post_init__(self) -> None:
         _check_types(self, "slo")
-        _check(self.ttft_s > 0 and self.tpot_s > 0, "slo: ttft_s and tpot_s must be > 0")
+        _check(self.ttft_s > 0, f"slo: ttft_s must be > 0, got {self.ttft_s}")
+        _check(self.tpot_s > 0, f"slo: tpot_s must be > 0, got {self.tpot_s}")
 
 
 @dataclass(frozen=True)

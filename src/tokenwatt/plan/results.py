@@ -132,12 +132,38 @@ class PlanResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlanResult:
-        """Read the JSON form back (unknown keys are an error)."""
-        names = set(cls.__dataclass_fields__)
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"not a plan result: unknown keys {', '.join(unknown)}")
+        """Read the JSON form back (unknown keys and wrongly typed figures are an error)."""
+        problem = _problem(data)
+        if problem:
+            raise ConfigError(f"not a plan result: {problem}")
         return cls(**data)
+
+
+_EXPECTED: dict[str, tuple[str, tuple[type, ...]]] = {
+    "int": ("an integer", (int,)),
+    "float": ("a number", (int, float)),
+    "str": ("a string", (str,)),
+}
+
+
+def _problem(data: dict[str, Any]) -> str | None:
+    """What makes ``data`` not a PlanResult's JSON form, or None."""
+    fields = PlanResult.__dataclass_fields__
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        return f"unknown keys {', '.join(unknown)}"
+    for name, value in data.items():
+        kind = str(fields[name].type)
+        types: tuple[type, ...]
+        if kind.startswith("dict"):
+            expected, types = "an object", (dict,)
+        elif kind in _EXPECTED:
+            expected, types = _EXPECTED[kind]
+        else:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            return f"{name} must be {expected}, got {value!r}"
+    return None
 
 
 def load_result(path: str | Path) -> PlanResult:
@@ -149,8 +175,12 @@ def load_result(path: str | Path) -> PlanResult:
         raise ConfigError(f"result file {p} not found") from None
     except ValueError as exc:
         raise ConfigError(f"result file {p} is not JSON ({exc})") from None
+    how = "(write one with `tokenwatt plan run`)"
     if not isinstance(data, dict) or "energy_j" not in data:
-        raise ConfigError(f"{p} is not a plan result (write one with `tokenwatt plan run`)")
+        raise ConfigError(f"{p} is not a plan result {how}")
+    problem = _problem(data)
+    if problem:
+        raise ConfigError(f"{p} is not a plan result: {problem} {how}")
     return PlanResult.from_dict(data)
 
 
