@@ -96,3 +96,41 @@ def test_slo_names_the_bad_field_and_value() -> None:
     """A non-positive SLO bound names which one and the value given."""
     with pytest.raises(ConfigError, match=r"slo: tpot_s must be > 0, got -1"):
         PlanConfig.from_dict({"slo": {"tpot_s": -1}})
+
+
+@pytest.mark.parametrize(
+    ("key", "hint"),
+    [
+        ("max_replicas", "did you mean scaling.max_replicas?"),
+        ("scaling.max_replica", "did you mean scaling.max_replicas?"),
+        ("replicas", "did you mean autoscaler_params.replicas?"),
+        ("slo.ttft", "did you mean slo.ttft_s?"),
+    ],
+)
+def test_replace_suggests_the_nearest_key(key: str, hint: str) -> None:
+    """A misplaced or misspelt key suggests the dotted key it most likely meant."""
+    with pytest.raises(ConfigError, match=hint):
+        PlanConfig().replace(**{key: 1})
+
+
+def test_replace_without_a_near_key_suggests_nothing() -> None:
+    """No suggestion when nothing is close."""
+    with pytest.raises(ConfigError) as info:
+        PlanConfig().replace(zzzz=1)
+    assert "did you mean" not in str(info.value)
+
+
+def test_from_dict_suggests_the_nested_key_for_a_top_level_typo() -> None:
+    """A config file with a nested key at the top level points to where it belongs."""
+    with pytest.raises(ConfigError, match=r"'pue'; did you mean facility.pue\?"):
+        PlanConfig.from_dict({"pue": 1.2})
+
+
+def test_warehouse_tier_entries_must_be_objects() -> None:
+    """A tier given as a bare number names the entry and shows the expected shape."""
+    with pytest.raises(ConfigError) as info:
+        PlanConfig.from_dict({"warehouse": {"tiers": [5]}})
+    assert str(info.value) == (
+        "config warehouse.tiers[0] must be an object, got 5 "
+        '(e.g. {"name": "dram", "capacity_bytes": 5e11, "bandwidth_bytes_per_s": 25e9})'
+    )

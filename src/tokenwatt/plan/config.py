@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -307,10 +308,10 @@ class PlanConfig:
             parts = key.split(".")
             for depth, part in enumerate(parts[:-1]):
                 if part not in node or not isinstance(node[part], dict):
-                    raise ConfigError(_unknown_key(key, ".".join(parts[:depth]), node))
+                    raise ConfigError(_unknown_key(key, ".".join(parts[:depth]), node, data))
                 node = node[part]
             if parts[-1] not in node and parts[0] != "autoscaler_params":
-                raise ConfigError(_unknown_key(key, ".".join(parts[:-1]), node))
+                raise ConfigError(_unknown_key(key, ".".join(parts[:-1]), node, data))
             node[parts[-1]] = value
         return PlanConfig.from_dict(data)
 
@@ -327,7 +328,11 @@ class PlanConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         for key, value in data.items():
             if key not in known:
-                raise ConfigError(f"unknown config key {key!r}; known: {', '.join(sorted(known))}")
+                near = _nearest_key(key, cls().to_dict())
+                guess = f"did you mean {near}? " if near else ""
+                raise ConfigError(
+                    f"unknown config key {key!r}; {guess}known: {', '.join(sorted(known))}"
+                )
             if key in nested:
                 kwargs[key] = _build(nested[key], value, key)
             elif key == "warehouse":
@@ -373,7 +378,15 @@ def _warehouse(value: Any) -> WarehouseConfig:
             f"config warehouse.tiers must be a list of tier objects, got {tiers!r} "
             '(e.g. [{"name": "dram", "capacity_bytes": 5e11}])'
         )
-    return WarehouseConfig(tuple(_build(TierSpec, t, "warehouse.tiers") for t in tiers))
+    for i, tier in enumerate(tiers):
+        if not isinstance(tier, (dict, TierSpec)):
+            raise ConfigError(
+                f"config warehouse.tiers[{i}] must be an object, got {tier!r} "
+                '(e.g. {"name": "dram", "capacity_bytes": 5e11, "bandwidth_bytes_per_s": 25e9})'
+            )
+    return WarehouseConfig(
+        tuple(_build(TierSpec, t, f"warehouse.tiers[{i}]") for i, t in enumerate(tiers))
+    )
 
 
 def _autoscaler_params(value: Any) -> dict[str, float]:
@@ -392,10 +405,36 @@ def _autoscaler_params(value: Any) -> dict[str, float]:
     return out
 
 
-def _unknown_key(key: str, section: str, node: dict[str, Any]) -> str:
-    """The message for a key ``replace`` cannot place, listing what ``section`` has."""
+def _unknown_key(key: str, section: str, node: dict[str, Any], root: dict[str, Any]) -> str:
+    """The message for a key ``replace`` cannot place: the nearest known key, if one is close,
+    and what ``section`` has."""
     where = section or "the config"
     nested = [k for k, v in node.items() if isinstance(v, dict)]
     known = ", ".join(sorted(node))
     hint = f" (nested: {', '.join(sorted(nested))})" if nested and not section else ""
-    return f"unknown config key {key!r}; {where} has: {known}{hint}"
+    near = _nearest_key(key, root)
+    guess = f"did you mean {near}? " if near else ""
+    return f"unknown config key {key!r}; {guess}{where} has: {known}{hint}"
+
+
+def _dotted_keys(node: dict[str, Any], prefix: str = "") -> list[str]:
+    keys: list[str] = []
+    for k, v in node.items():
+        if isinstance(v, dict) and v:
+            keys += _dotted_keys(v, f"{prefix}{k}.")
+        else:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def _nearest_key(key: str, root: dict[str, Any]) -> str | None:
+    """The dotted key ``key`` most likely meant: a close spelling of the whole key, else the
+    key whose last part is closest (``max_replicas`` -> ``scaling.max_replicas``)."""
+    # The static fleet size is the autoscaler parameter people reach for by its bare name.
+    keys = [*_dotted_keys(root), "autoscaler_params.replicas"]
+    whole = difflib.get_close_matches(key, keys, n=1, cutoff=0.8)
+    if whole:
+        return whole[0]
+    by_last = {k.rsplit(".", 1)[-1]: k for k in keys}
+    last = difflib.get_close_matches(key.rsplit(".", 1)[-1], list(by_last), n=1, cutoff=0.8)
+    return by_last[last[0]] if last else None
