@@ -119,3 +119,16 @@ def test_tiny_figures_keep_significant_digits() -> None:
     assert rows["accelerator-hours"] == ["0.00123"]
     assert rows["carbon (g CO2)"] == ["0.0042"]
     assert rows["accelerator cost"] == ["0.00 USD"]
+
+
+def test_cost_rows_read_results_written_before_prices_were_optional() -> None:
+    """Older result files stored unset prices as 0; they read "not set", not a free 0.00."""
+    res = PlanResult(
+        config={
+            "facility": {"currency": "USD", "price_per_kwh": 0.0, "accelerator_hour_price": 0.0}
+        },
+        facility={"energy_cost": 0.0, "accelerator_cost": 0.0},
+    )
+    rows = dict(comparison_rows([res]))
+    assert rows["energy cost"] == ["not set"]
+    assert rows["accelerator cost"] == ["not set"]

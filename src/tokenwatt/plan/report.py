@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tokenwatt.plan.results import PlanResult
 
@@ -41,14 +42,23 @@ def _small(value: float, spec: str) -> str:
     return format(value, ".3g") if 0 < abs(value) < 0.01 else format(value, spec)
 
 
-def _currency(r: PlanResult) -> str:
+def _facility_config(r: PlanResult) -> dict[str, Any]:
     facility = r.config.get("facility")
-    return str(facility.get("currency", "USD")) if isinstance(facility, dict) else "USD"
+    return facility if isinstance(facility, dict) else {}
+
+
+def _currency(r: PlanResult) -> str:
+    return str(_facility_config(r).get("currency", "USD"))
+
+
+def _legacy_unset(r: PlanResult, price_key: str) -> bool:
+    """Results written before prices became optional stored "not set" as a price of 0."""
+    return "price_placeholder" not in r.facility and _facility_config(r).get(price_key) == 0
 
 
 def _energy_cost(r: PlanResult) -> str:
     cost = r.facility.get("energy_cost")
-    if cost is None:
+    if cost is None or _legacy_unset(r, "price_per_kwh"):
         return "not set"
     text = f"{_small(cost, '.2f')} {_currency(r)}"
     if r.facility.get("price_placeholder"):
@@ -58,7 +68,11 @@ def _energy_cost(r: PlanResult) -> str:
 
 def _accelerator_cost(r: PlanResult) -> str:
     cost = r.facility.get("accelerator_cost")
-    return "not set" if cost is None else f"{_small(cost, '.2f')} {_currency(r)}"
+    return (
+        "not set"
+        if cost is None or _legacy_unset(r, "accelerator_hour_price")
+        else f"{_small(cost, '.2f')} {_currency(r)}"
+    )
 
 
 def comparison_rows(results: Sequence[PlanResult]) -> list[tuple[str, list[str]]]:
