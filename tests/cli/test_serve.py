@@ -151,3 +151,31 @@ def test_preset_names_in_help_match_the_engine() -> None:
     from tokenwatt.engine.model import PRESETS
 
     assert tuple(PRESETS) == PRESET_NAMES
+
+
+def test_port_in_use_is_a_clear_error_before_loading() -> None:
+    """A port someone listens on exits 2 naming it and the fix, and says nothing of serving."""
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", "--meters", "none", "--port", str(port)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2, said
+    assert f"cannot listen on 127.0.0.1:{port}" in said and "--port" in said
+    assert "serving" not in said
+
+
+def test_port_zero_prints_the_port_actually_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--port 0 picks a free port, and the URL printed is the one the server will use."""
+    configs: list[object] = []
+    monkeypatch.setattr(
+        "tokenwatt.engine.server.run.serve_engine", lambda _e, c, **_k: configs.append(c)
+    )
+    result = CliRunner().invoke(app, ["serve", "--meters", "none", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    port = configs[0].port  # type: ignore[attr-defined]
+    assert port != 0
+    assert f"http://127.0.0.1:{port}/v1" in " ".join(result.output.split())

@@ -7,6 +7,7 @@ the optional warehouse once, prints where it listens, and serves until SIGINT/SI
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from tokenwatt.engine.kv import PrefixProvider
     from tokenwatt.engine.model import LoadedModel
 
-__all__ = ["PRESET_NAMES", "parse_meters", "register", "serve"]
+__all__ = ["PRESET_NAMES", "check_listen_address", "parse_meters", "register", "serve"]
 
 # The engine (and torch, seconds to import) loads only when `serve` runs, so that every other
 # command and `--help` start fast; a test keeps this list equal to the engine's PRESETS.
@@ -86,6 +87,7 @@ def serve(
     from tokenwatt.engine.server import run
 
     with user_errors():
+        port = check_listen_address(host, port)
         config = run.ServeConfig(
             model=model,
             host=host,
@@ -119,6 +121,33 @@ def serve(
     _report_warehouse_tiers(provider)
     hooks = [h for h in (getattr(provider, "close", None), meter.close if meter else None) if h]
     run.serve_engine(engine, config, on_shutdown=hooks)
+
+
+def check_listen_address(host: str, port: int) -> int:
+    """The port to serve on (a free one for 0), once a test bind shows it can be used.
+
+    Checked before the model loads, so a port in use or a bad host fails at once with the
+    fix, instead of after "serving ..." has been printed.
+    """
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"port must be 0..65535, got {port}")
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: unknown host ({exc.strerror}); use an address "
+            "of this machine, e.g. --host 127.0.0.1 or --host 0.0.0.0"
+        ) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(addr)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {host}:{port} ({exc.strerror}); stop whatever uses it or "
+                "pick another with --port (--port 0 picks a free one)"
+            ) from None
+        return int(probe.getsockname()[1])
 
 
 def parse_meters(value: str) -> Meter | None:
