@@ -149,3 +149,15 @@ def test_continuation_falls_back_to_masked_sdpa(
     runner.execute([StepItem("b", ids[:40], 0, False)], [cache])
     chunked = runner.execute([StepItem("b", ids[40:], 40)], [cache])
     assert torch.allclose(chunked, whole, atol=1e-4, rtol=0)
+
+
+def test_rope_table_grows_only_as_far_as_needed(tiny: LoadedModel) -> None:
+    """The table starts at 4,096 rows and doubles when a step reaches past it, exact throughout."""
+    runner = ModelRunner(tiny)
+    h = torch.zeros(1, 1, 1, dtype=tiny.dtype)
+    runner._rope([StepItem("a", (1,), 10)], h)
+    assert runner._rope_table is not None and runner._rope_table[0].shape[0] == 4096
+    cos, _ = runner._rope([StepItem("a", (1,), 5000)], h)
+    assert runner._rope_table[0].shape[0] == 8192
+    ref_cos, _ = tiny.model.model.rotary_emb(h, torch.tensor([[5000]]))
+    assert torch.equal(cos, ref_cos[0, :, None, :])

@@ -241,9 +241,12 @@ class ModelRunner:
         dev = self.loaded.device
         end = max(it.start + len(it.token_ids) for it in items)
         if self._rope_static and end <= self.loaded.max_context:
-            if self._rope_table is None:
-                all_pos = torch.arange(self.loaded.max_context, device=dev)[None]
-                cos_t, sin_t = self._rotary(h, all_pos)
+            if self._rope_table is None or self._rope_table[0].shape[0] < end:
+                # Grown by doubling up to the context: a 128k-context checkpoint's full table
+                # would hold ~128 MB that short prompts never touch.
+                have = 0 if self._rope_table is None else self._rope_table[0].shape[0]
+                rows = min(self.loaded.max_context, max(end, 2 * have, 4096))
+                cos_t, sin_t = self._rotary(h, torch.arange(rows, device=dev)[None])
                 self._rope_table = (cos_t[0, :, None, :], sin_t[0, :, None, :])
             cos_t, sin_t = self._rope_table
             if len(items) == 1:
