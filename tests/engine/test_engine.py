@@ -85,7 +85,7 @@ def test_stop_aborts_pending_requests(tiny: LoadedModel) -> None:
     """stop() finishes requests still in flight with finish_reason abort."""
     eng = Engine(tiny).start()
     seen: list[RequestOutput] = []
-    eng.submit("x", SamplingParams(max_tokens=4000, temperature=0), seen.append)
+    eng.submit("x", SamplingParams(max_tokens=4000, temperature=0, ignore_eos=True), seen.append)
     time.sleep(0.1)
     eng.stop()
     assert seen[-1].finished and seen[-1].finish_reason == "abort"
