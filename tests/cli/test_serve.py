@@ -132,6 +132,7 @@ def test_broken_warehouse_tiers_are_reported_and_serving_goes_on(
     assert f"warehouse tier disk skipped: cannot use {not_a_dir}" in said
     assert "warehouse tier redis skipped:" in said and "127.0.0.1:1" in said
     assert "serving without them; they are retried with backoff" in said
+    assert f"warehouse: dram 16 MiB (lru) -> disk {not_a_dir} 10 GiB (lru) -> redis" in said
     assert time.monotonic() - start < 20
 
 

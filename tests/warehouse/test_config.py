@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,32 @@ def test_build_store_tiers_in_order(tmp_path: Path) -> None:
     assert isinstance(store.tiers[1].admission, SeenAtLeast)
     assert store.tiers[2].timeout_s == pytest.approx(1.0)
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("disk=", "warehouse option 'disk=' has no value"),
+        ("dram=1MiB,tenant=", "warehouse option 'tenant=' has no value"),
+        ("redis=redis://h:1,redis-timeout=nan", "redis-timeout must be a finite number > 0"),
+        ("redis=redis://h:1,redis-timeout=inf", "redis-timeout must be a finite number > 0"),
+        ("redis=redis://h:1,redis-ttl=nan", "redis-ttl must be a finite number > 0"),
+        ("redis=redis://h:1,redis-ttl=0", "redis-ttl must be a finite number > 0"),
+        ("disk=/tmp/tw,disk-size=0", "disk-size must be > 0"),
+    ],
+)
+def test_values_that_would_misbehave_later_are_refused(spec: str, message: str) -> None:
+    """An empty value (disk= would use the current folder), a NaN or infinite timeout or TTL,
+    and a zero-byte disk tier are refused when parsed, with the option named."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_warehouse_spec(spec)
+
+
+def test_describe_names_every_tier_with_its_settings() -> None:
+    """describe() spells out the tiers in use, including the default DRAM tier a spec implies."""
+    config = parse_warehouse_spec("redis=redis://h:1/0,tenant=acme")
+    assert config.describe() == (
+        "dram 1 GiB (lru) -> redis redis://h:1/0 (timeout 0.5 s, no TTL); tenant acme"
+    )
+    config = parse_warehouse_spec("dram=0,disk=/tmp/tw,disk-size=2GiB,disk-admit=2,eviction=cost")
+    assert config.describe() == "disk /tmp/tw 2 GiB (cost, admit after 2 offers)"

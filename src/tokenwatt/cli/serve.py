@@ -23,6 +23,7 @@ from tokenwatt.errors import ConfigError
 if TYPE_CHECKING:
     from tokenwatt.engine.kv import PrefixProvider
     from tokenwatt.engine.model import LoadedModel
+    from tokenwatt.warehouse.config import WarehouseConfig
 
 __all__ = ["PRESET_NAMES", "check_listen_address", "parse_meters", "register", "serve"]
 
@@ -85,9 +86,11 @@ def serve(
     from tokenwatt.engine.engine import Engine
     from tokenwatt.engine.model import load_model
     from tokenwatt.engine.server import run
+    from tokenwatt.warehouse.config import parse_warehouse_spec
 
     with user_errors():
         port = check_listen_address(host, port)
+        warehouse_config = parse_warehouse_spec(warehouse) if warehouse else None
         config = run.ServeConfig(
             model=model,
             host=host,
@@ -108,14 +111,15 @@ def serve(
         loaded = load_model(model, device=device, dtype=dtype, seed=seed)
         threads = torch_threads or (1 if loaded.device.type == "cpu" else None)
         engine_config = replace(config.engine, torch_threads=threads)
-        provider = _warehouse(warehouse, loaded, block_tokens, meter)
+        provider = _warehouse(warehouse_config, loaded, block_tokens, meter)
         engine = Engine(loaded, engine_config, meter=meter, prefix_provider=provider)
     components = meter.components if meter else ()
     sources = ", ".join(f"{c.name} ({c.source}, {c.scope})" for c in components) or "none"
     console.print(
         f"serving [bold]{config.served_model_name or model}[/] ({loaded.fingerprint}) on "
         f"{loaded.device} at http://{host}:{port}/v1\n"
-        f"energy meters: {sources}\nwarehouse: {warehouse or 'off'}",
+        f"energy meters: {sources}\n"
+        f"warehouse: {escape(warehouse_config.describe()) if warehouse_config else 'off'}",
         highlight=False,
     )
     _report_warehouse_tiers(provider)
@@ -182,13 +186,13 @@ def parse_meters(value: str) -> Meter | None:
 
 
 def _warehouse(
-    spec: str | None, loaded: LoadedModel, block_tokens: int, meter: Meter | None
+    config: WarehouseConfig | None, loaded: LoadedModel, block_tokens: int, meter: Meter | None
 ) -> PrefixProvider | None:
-    if not spec:
+    if config is None:
         return None
     from tokenwatt.warehouse.engine_adapter import build_prefix_provider
 
-    return build_prefix_provider(spec, loaded, block_tokens=block_tokens, meter=meter)
+    return build_prefix_provider(config, loaded, block_tokens=block_tokens, meter=meter)
 
 
 def _report_warehouse_tiers(provider: PrefixProvider | None) -> None:

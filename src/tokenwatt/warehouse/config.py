@@ -7,6 +7,7 @@ the first block is read or written).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -81,10 +82,41 @@ class WarehouseConfig:
             raise ConfigError(f"disk-admit must be >= 1, got {self.disk_admit_after}")
         if self.eviction not in ("lru", "cost"):
             raise ConfigError(f"eviction must be lru or cost, got {self.eviction!r}")
-        if self.redis_timeout_s <= 0:
-            raise ConfigError(f"redis-timeout must be > 0, got {self.redis_timeout_s}")
+        if not 0 < self.redis_timeout_s < math.inf:
+            raise ConfigError(
+                f"redis-timeout must be a finite number > 0 (seconds), got {self.redis_timeout_s}"
+            )
+        if self.redis_ttl_s is not None and not 0 < self.redis_ttl_s < math.inf:
+            raise ConfigError(
+                f"redis-ttl must be a finite number > 0 (seconds; leave it out for no expiry), "
+                f"got {self.redis_ttl_s}"
+            )
+        if self.disk_dir is not None and self.disk_bytes == 0:
+            raise ConfigError("disk-size must be > 0 when disk= is given (e.g. disk-size=20GiB)")
         if self.dram_bytes == 0 and self.disk_dir is None and self.redis_url is None:
             raise ConfigError("the warehouse has no tier: give dram=SIZE, disk=DIR or redis=URL")
+
+    def describe(self) -> str:
+        """One line naming each tier, fastest first, with its budget and settings."""
+        tiers = []
+        if self.dram_bytes:
+            tiers.append(f"dram {_size(self.dram_bytes)} ({self.eviction})")
+        if self.disk_dir is not None:
+            admit = f", admit after {self.disk_admit_after} offers" * (self.disk_admit_after > 1)
+            tiers.append(f"disk {self.disk_dir} {_size(self.disk_bytes)} ({self.eviction}{admit})")
+        if self.redis_url is not None:
+            kind = "redis-cluster" if self.redis_cluster else "redis"
+            ttl = "no TTL" if self.redis_ttl_s is None else f"TTL {self.redis_ttl_s:g} s"
+            tiers.append(f"{kind} {self.redis_url} (timeout {self.redis_timeout_s:g} s, {ttl})")
+        tenant = f"; tenant {self.tenant}" if self.tenant else ""
+        return " -> ".join(tiers) + tenant
+
+
+def _size(bytes_: int) -> str:
+    for unit, scale in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if bytes_ >= scale:
+            return f"{bytes_ / scale:.3g} {unit}"
+    return f"{bytes_} B"
 
 
 _KEYS = {
@@ -118,6 +150,8 @@ def parse_warehouse_spec(spec: str) -> WarehouseConfig:
                 f"cannot read warehouse option {item!r}; use key=value with a key among "
                 f"{', '.join(_KEYS)} (e.g. dram=2GiB,disk=/tmp/tw)"
             )
+        if not raw.strip():
+            raise ConfigError(f"warehouse option {item!r} has no value; write {key}=VALUE")
         name, convert = _KEYS[key]
         try:
             values[name] = convert(raw.strip())  # type: ignore[operator]
