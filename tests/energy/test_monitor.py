@@ -117,6 +117,14 @@ def test_rejects_negative_sample_rate(clock: FakeClock) -> None:
         EnergyMonitor(FixedPowerMeter({"a": 1.0}, clock=clock), sample_hz=-1)
 
 
+@pytest.mark.parametrize("rate", [1e9, float("inf")])
+def test_rejects_a_sample_rate_the_sampler_cannot_keep(clock: FakeClock, rate: float) -> None:
+    """Above 1 kHz the sampler would spin a core (and grow its timeline without end) for
+    readings no meter refreshes that often: a ConfigError naming the limit."""
+    with pytest.raises(ConfigError, match="sample_hz must be at most 1000"):
+        EnergyMonitor(FixedPowerMeter({"a": 1.0}, clock=clock), sample_hz=rate)
+
+
 def test_sampler_builds_a_power_timeline() -> None:
     """The sampler records average power per interval (real clock, 200 Hz for 0.2 s)."""
     monitor = EnergyMonitor(FixedPowerMeter({"gpu0": 40.0}, scope="gpu"), sample_hz=200)

@@ -21,9 +21,12 @@ from tokenwatt.energy.measurement import IdleBaseline, Measurement, PowerSample,
 from tokenwatt.energy.meter import Component, Meter, Reading
 from tokenwatt.errors import ConfigError, MeterError
 
-__all__ = ["EnergyMonitor", "Window", "WindowError"]
+__all__ = ["MAX_SAMPLE_HZ", "EnergyMonitor", "Window", "WindowError"]
 
 log = logging.getLogger(__name__)
+
+MAX_SAMPLE_HZ = 1000.0
+"""Highest sampler rate accepted."""
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,6 +115,12 @@ class EnergyMonitor:
         if not sample_hz >= 0:
             raise ConfigError(
                 f"sample_hz must be >= 0 (0 turns the sampler off), got {sample_hz!r}"
+            )
+        if sample_hz > MAX_SAMPLE_HZ:
+            # faster than any meter refreshes (NVML ~ 10-50 Hz): it would only spin a core
+            raise ConfigError(
+                f"sample_hz must be at most {MAX_SAMPLE_HZ:g} (meters refresh far slower), "
+                f"got {sample_hz!r}; 10 to 100 is usual"
             )
         if max_samples is not None and max_samples < 1:
             raise ConfigError(f"max_samples must be >= 1 or None, got {max_samples}")
