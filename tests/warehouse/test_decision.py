@@ -89,3 +89,29 @@ def test_config_validated() -> None:
     """alpha outside (0, 1] is rejected."""
     with pytest.raises(ConfigError, match="ewma_alpha"):
         DecisionConfig(ewma_alpha=0.0)
+
+
+def test_a_tier_judged_too_slow_is_retried_now_and_then() -> None:
+    """One slow load (a cold disk index, a hiccup) must not shut a tier out for good: after
+    `explore_every` refusals the next decision loads everything, to measure again."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=1.0, explore_every=3))
+    d.observe_prefill(tokens=100, seconds=0.1)
+    d.observe_load("disk", blocks=1, nbytes=1, seconds=0.5)  # a cold first load
+    decisions = [d.blocks_to_load(["disk"] * 2, block_tokens=100) for _ in range(4)]
+    assert decisions == [0, 0, 0, 2]
+    d.observe_load("disk", blocks=2, nbytes=2, seconds=0.002)  # the re-measurement: fast
+    assert d.blocks_to_load(["disk"] * 2, block_tokens=100) == 2
+
+
+def test_exploration_can_be_turned_off() -> None:
+    """explore_every=0 keeps refusing a tier measured as too slow."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=1.0, explore_every=0))
+    d.observe_prefill(tokens=100, seconds=0.1)
+    d.observe_load("disk", blocks=1, nbytes=1, seconds=0.5)
+    assert [d.blocks_to_load(["disk"], block_tokens=100) for _ in range(20)] == [0] * 20
+
+
+def test_explore_every_must_not_be_negative() -> None:
+    """A negative exploration period is a ConfigError."""
+    with pytest.raises(ConfigError, match="explore_every"):
+        DecisionConfig(explore_every=-1)

@@ -3,7 +3,7 @@
 Load cost per block is an EWMA of observed fetch-and-verify times per tier; recompute cost comes
 from the engine's measured prefill windows, fitted as a per-token cost growing with position
 (see costmodel). With no measurement yet, loading is assumed cheaper (the first loads then
-provide the measurement).
+provide the measurement); a tier judged too slow is loaded again now and then to re-measure.
 """
 
 from __future__ import annotations
@@ -29,12 +29,18 @@ class DecisionConfig:
     """Load a block only if load time x margin < recompute time (> 1 favours recompute)."""
     enabled: bool = True
     """False: always load every available block (no decision)."""
+    explore_every: int = 16
+    """After this many decisions in a row that left available blocks unloaded, load them all
+    once to measure the load cost again (0: never). Without it, one slow load (a cold disk
+    index, a hiccup) would shut a tier out for good, since only loads update its estimate."""
 
     def __post_init__(self) -> None:
         if not 0 < self.ewma_alpha <= 1:
             raise ConfigError(f"ewma_alpha must be in (0, 1], got {self.ewma_alpha}")
         if self.margin <= 0:
             raise ConfigError(f"margin must be > 0, got {self.margin}")
+        if self.explore_every < 0:
+            raise ConfigError(f"explore_every must be >= 0 (0: never), got {self.explore_every}")
 
 
 def _ewma(old: float | None, new: float, alpha: float) -> float:
@@ -55,6 +61,7 @@ class LoadDecider:
         """Joules per prefilled token as a function of position (when a meter is attached)."""
         self.energy_source = "none"
         """Source label of the prefill energy measured (e.g. ``rapl``, ``estimated:cpu-model``)."""
+        self._refusals = 0
 
     def observe_load(self, tier: str, blocks: int, nbytes: int, seconds: float) -> None:
         """``blocks`` blocks (``nbytes`` bytes) were fetched and verified from ``tier``."""
@@ -136,4 +143,17 @@ class LoadDecider:
             saved += recompute[i] - load_s
             if saved >= best_saved:
                 best_k, best_saved = i + 1, saved
-        return best_k
+        return self._explore(best_k, len(tiers))
+
+    def _explore(self, best_k: int, available: int) -> int:
+        """``best_k``, or every available block when it is time to measure loading again."""
+        with self._lock:
+            if best_k >= available:
+                self._refusals = 0
+                return best_k
+            self._refusals += 1
+            every = self.config.explore_every
+            if every and self._refusals > every:
+                self._refusals = 0
+                return available
+            return best_k
