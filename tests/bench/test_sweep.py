@@ -30,7 +30,7 @@ def test_trace_replay_cannot_be_swept() -> None:
 
 def test_shape_dirname_is_file_system_safe() -> None:
     """Labels become folder names without '/', ',', '=' or spaces."""
-    assert shape_dirname(OpenLoop(2.5, "poisson")) == "rate-2.5s_poisson"
+    assert shape_dirname(OpenLoop(2.5, "poisson")) == "rate-2.5rps_poisson"
     assert shape_dirname(TraceReplay(10)) == "tracex10"
 
 

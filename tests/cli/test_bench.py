@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,7 +58,7 @@ def test_server_errors_are_counted_by_kind(tmp_path: Path) -> None:
     """Against a server answering 500, the run completes and reports http_5xx per request."""
     with serve_in_thread(fault="500") as srv:
         code, out = _run(*_base(srv.url, tmp_path), "-n", "3", "--energy", "none")
-    assert code == 0, out
+    assert code == 1, out
     body = json.loads((tmp_path / "result.json").read_text())
     assert body["summary"]["errors"] == {"http_5xx": 3}
 
@@ -129,7 +131,7 @@ def test_search_rate_reports_the_highest_passing_rate(server: FaultyServer, tmp_
     code, out = _run(*args, "--search-rate", "20:40", "--arrival", "constant")
     assert code == 0, out
     assert "max goodput rate: 40 req/s" in out
-    assert (tmp_path / "rate-40s_constant" / "result.json").is_file()
+    assert (tmp_path / "rate-40rps_constant" / "result.json").is_file()
 
 
 @pytest.mark.parametrize(
@@ -144,3 +146,133 @@ def test_search_rate_bad_input(tmp_path: Path, args: list[str], message: str) ->
     code, out = _run("run", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), *args)
     assert code == 2, out
     assert message in out
+
+
+def test_default_model_is_the_endpoints_first_model(server: FaultyServer, tmp_path: Path) -> None:
+    """Without --model the run asks /v1/models, uses its first model and says so."""
+    code, out = _run(*_base(server.url, tmp_path), "-n", "2", "-q")
+    assert code == 0, out
+    body = json.loads((tmp_path / "result.json").read_text())
+    assert body["config"]["client"]["model"] == "faulty"
+    assert "using model 'faulty'" in out
+
+
+def test_first_error_message_of_each_kind_is_printed(tmp_path: Path) -> None:
+    """The summary names the first error message of each kind, not only the counts."""
+    with serve_in_thread(fault="500") as srv:
+        code, out = _run(*_base(srv.url, tmp_path), "-n", "2", "--energy", "none")
+    assert code == 1, out
+    assert "http_5xx: " in out and "injected 500" in out, out
+
+
+def test_no_completed_request_exits_1_and_writes_results(tmp_path: Path) -> None:
+    """When every request failed the exit code is 1 and the result files are still written."""
+    code, out = _run(*_base("http://127.0.0.1:1", tmp_path), "-n", "3", "--energy", "none")
+    assert code == 1, out
+    assert "no request completed" in out
+    body = json.loads((tmp_path / "result.json").read_text())
+    assert body["summary"]["errors"] == {"connect": 3}
+
+
+def test_compare_names_and_warns_about_different_energy_sources(
+    server: FaultyServer, tmp_path: Path
+) -> None:
+    """Comparing results of different energy sources/scopes names each and warns."""
+    code, out = _run(*_base(server.url, tmp_path / "a"), "-n", "2", "-q")
+    assert code == 0, out
+    b = tmp_path / "b.json"
+    body = json.loads((tmp_path / "a/result.json").read_text())
+    body["energy"]["source"], body["energy"]["scope"] = "estimated:cpu-model", "cpu"
+    b.write_text(json.dumps(body))
+    code, out = _run("compare", str(tmp_path / "a/result.json"), str(b))
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "A energy: replay, scope node" in flat
+    assert "B energy: estimated:cpu-model, scope cpu" in flat
+    assert "not like for like" in flat
+
+
+def test_compare_of_same_energy_source_does_not_warn(server: FaultyServer, tmp_path: Path) -> None:
+    """Two results of the same energy source and scope compare without a warning."""
+    code, out = _run(*_base(server.url, tmp_path / "a"), "-n", "2", "-q")
+    assert code == 0, out
+    a = str(tmp_path / "a/result.json")
+    code, out = _run("compare", a, a)
+    assert "not like for like" not in " ".join(out.split())
+
+
+def test_rate_sweep_folders_name_requests_per_second(server: FaultyServer, tmp_path: Path) -> None:
+    """A rate sweep's folders say requests per second (rps), not seconds."""
+    args = [*_base(server.url, tmp_path), "-n", "2", "-q", "--rate", "50", "--sweep", "50,100"]
+    code, out = _run(*args)
+    assert code == 0, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "rate-100rps_poisson",
+        "rate-50rps_poisson",
+    ]
+
+
+def test_default_price_is_labelled_a_placeholder(server: FaultyServer, tmp_path: Path) -> None:
+    """The cost row says the 0.1/kWh price is a placeholder."""
+    code, out = _run(*_base(server.url, tmp_path), "-n", "2")
+    assert code == 0, out
+    assert "0.1/kWh placeholder" in out
+
+
+class _HtmlHandler(http.server.BaseHTTPRequestHandler):
+    def _html(self) -> None:
+        page = b"<html><body>hello</body></html>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(page)))
+        self.end_headers()
+        self.wfile.write(page)
+
+    do_GET = _html
+    do_POST = _html
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def html_url() -> Iterator[str]:
+    """An HTTP server on loopback that answers every path with an HTML page."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlHandler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}"
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join()
+
+
+def test_html_endpoint_is_named_not_openai(html_url: str, tmp_path: Path) -> None:
+    """A URL serving HTML says it is not an OpenAI endpoint and exits 1, no traceback."""
+    code, out = _run(*_base(html_url, tmp_path), "-n", "2", "--energy", "none", "-q")
+    assert code == 1, out
+    flat = " ".join(out.split())
+    assert "not an OpenAI-compatible endpoint" in flat
+    assert "Traceback" not in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-w", "agentic", "--rate", "2"], "--rate does not apply to --workload agentic"),
+        (["--speedup", "2"], "--speedup applies only to --workload trace"),
+        (["-c", "0"], "concurrency must be >= 1"),
+        (["--rate", "-1"], "rate must be a positive number"),
+        (["--slo", "ttft<=fast"], "bad SLO"),
+    ],
+)
+def test_options_that_do_not_apply_are_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Options that do not apply, or out-of-range loads, exit 2 naming the problem."""
+    code, out = _run("run", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), *args)
+    assert code == 2, out
+    assert message in " ".join(out.split())
+    assert "Traceback" not in out

@@ -4,8 +4,10 @@ from tokenwatt.bench.bench import build_result, run_bench
 from tokenwatt.bench.client import (
     ClientConfig,
     EndpointClient,
+    EndpointError,
     FunctionClient,
     OpenAIClient,
+    discover_model,
     synthetic_prompt,
 )
 from tokenwatt.bench.energy import (
@@ -66,6 +68,7 @@ __all__ = [
     "CounterSpec",
     "Done",
     "EndpointClient",
+    "EndpointError",
     "EnergyFigures",
     "EnergySampler",
     "EnergySource",
@@ -93,6 +96,7 @@ __all__ = [
     "build_workload",
     "compare",
     "concurrency_steps",
+    "discover_model",
     "find_max_goodput_rate",
     "interarrival_times",
     "load_result",

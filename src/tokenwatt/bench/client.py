@@ -21,7 +21,7 @@ import httpx
 
 from tokenwatt.bench._pool import SHARD_CONNECTIONS, ShardedPool
 from tokenwatt.bench.record import Chunk, Done, ErrorKind, Failure, StreamEvent
-from tokenwatt.errors import ConfigError
+from tokenwatt.errors import ConfigError, TokenwattError
 from tokenwatt.workload.types import Request
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "EndpointClient",
     "FunctionClient",
     "OpenAIClient",
+    "discover_model",
     "synthetic_prompt",
 ]
 
@@ -99,6 +100,42 @@ class ClientConfig:
             root = root[:-3]
         path = "/v1/completions" if self.api == "completions" else "/v1/chat/completions"
         return root + path
+
+
+class EndpointError(TokenwattError):
+    """The URL answers, but not as an OpenAI-compatible endpoint (wrong URL or server)."""
+
+
+async def discover_model(
+    base_url: str, api_key: str | None = None, timeout_s: float = 10.0
+) -> str | None:
+    """The first model ``GET /v1/models`` lists; None when the endpoint cannot be reached or
+    has no such route (the run then reports what happens to its requests).
+
+    Raises:
+        EndpointError: the endpoint answers, but not like an OpenAI-compatible one (HTML, not
+            JSON, or no model list).
+    """
+    root = base_url.rstrip("/").removesuffix("/v1")
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s, verify=root.startswith("https")) as http:
+            response = await http.get(root + "/v1/models", headers=headers)
+    except httpx.HTTPError as exc:
+        log.info("cannot list models at %s: %r", root, exc)
+        return None
+    if response.status_code != 200:
+        return None
+    kind = response.headers.get("content-type", "?").split(";")[0]
+    try:
+        body = response.json()
+        first = body["data"][0]["id"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise EndpointError(
+            f"{root} is not an OpenAI-compatible endpoint: GET /v1/models answered {kind}, "
+            "not a model list; check --url (the server root, e.g. http://host:8000)"
+        ) from None
+    return str(first)
 
 
 def synthetic_prompt(request: Request) -> str:

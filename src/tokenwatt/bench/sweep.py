@@ -40,8 +40,9 @@ def sweep_shapes(shape: LoadShape, values: Sequence[float]) -> list[LoadShape]:
 
 
 def shape_dirname(shape: LoadShape) -> str:
-    """A file-system-safe name for a shape's output folder, e.g. ``rate-2.5s_poisson``."""
-    return shape.label.replace("/", "").replace(",", "_").replace("=", "-").replace(" ", "")
+    """A file-system-safe name for a shape's output folder, e.g. ``rate-2.5rps_poisson``."""
+    label = shape.label.replace("/s", "rps")
+    return label.replace("/", "").replace(",", "_").replace("=", "-").replace(" ", "")
 
 
 async def search_max_goodput(

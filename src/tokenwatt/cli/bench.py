@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tokenwatt.bench.bench import run_bench
-from tokenwatt.bench.client import ClientConfig, OpenAIClient
+from tokenwatt.bench.client import ClientConfig, EndpointError, OpenAIClient, discover_model
 from tokenwatt.bench.energy_sources import EnergySource, MeterSource, PrometheusSource
 from tokenwatt.bench.load import ClosedLoop, LoadShape, OpenLoop, Sessions, TraceReplay
 from tokenwatt.bench.record import RequestRecord
@@ -55,13 +55,20 @@ def _shape(
 ) -> LoadShape:
     if rate is not None and concurrency is not None and workload != "agentic":
         raise ConfigError("give either --rate (open loop) or --concurrency (closed loop), not both")
+    if workload == "agentic" and rate is not None:
+        raise ConfigError(
+            "--rate does not apply to --workload agentic: sessions are closed loops; "
+            "set how many run at once with --concurrency"
+        )
+    if speedup is not None and workload != "trace":
+        raise ConfigError("--speedup applies only to --workload trace (it compresses trace time)")
     if workload == "agentic":
-        return Sessions(concurrency or 4)
+        return Sessions(4 if concurrency is None else concurrency)
     if rate is not None:
         return OpenLoop(rate, arrival, burstiness, seed)  # type: ignore[arg-type]
     if workload == "trace" and concurrency is None:
         return TraceReplay(speedup or 1.0)
-    return ClosedLoop(concurrency or 1)
+    return ClosedLoop(1 if concurrency is None else concurrency)
 
 
 def _energy_source(
@@ -159,7 +166,7 @@ def summary_table(result: BenchResult) -> Table:
                 ),
                 (f"  carbon ({model['carbon_g_per_kwh']} g/kWh)", _fmt(fac["carbon_g"], " g")),
                 (
-                    f"  cost ({model['price_per_kwh']} {model['currency']}/kWh)",
+                    f"  cost ({model['price_per_kwh']:g}/kWh placeholder, {model['currency']})",
                     _fmt(fac["cost"], f" {model['currency']}"),
                 ),
             ]
@@ -228,11 +235,25 @@ async def _run_once(
             await client.aclose()
 
 
+def first_errors(result: BenchResult) -> dict[str, str]:
+    """The first error message of each error kind among the measured requests."""
+    found: dict[str, str] = {}
+    for r in result.records:
+        if r.error is not None and not r.warmup and r.error not in found:
+            found[r.error] = r.error_message
+    return found
+
+
 def _write(result: BenchResult, out: Path, quiet: bool) -> None:
     paths = result.write(out)
     report = write_report(result, out / "report.html")
     if not quiet:
         console.print(summary_table(result))
+        errors = first_errors(result)
+        if errors:
+            console.print("first error of each kind:", highlight=False)
+            for kind, message in errors.items():
+                console.print(f"  {kind}: {message[:200]}", highlight=False, soft_wrap=True)
     console.print(f"wrote {paths['json']}, {paths['csv']}, {report}", highlight=False)
 
 
@@ -279,7 +300,9 @@ def run(
     metrics_url: str | None = typer.Option(None, "--metrics-url", help="Energy /metrics URL."),
     facility: str = typer.Option("uptime-2024-average", "--facility", help="Facility preset."),
     api: str = typer.Option("completions", "--api", help="completions or chat."),
-    model: str = typer.Option("default", "--model", help="Model name sent in requests."),
+    model: str | None = typer.Option(
+        None, "--model", help="Model name sent in requests (default: the endpoint's first model)."
+    ),
     api_key: str | None = typer.Option(
         None, "--api-key", envvar="OPENAI_API_KEY", help="Bearer key."
     ),
@@ -314,16 +337,24 @@ def run(
     """Run a workload against an endpoint; write result.json, requests.csv and report.html."""
     with user_errors():
         slos = parse_slos(slo)
+        shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
+        found: str | None = None
+        if model is None:
+            try:
+                found = asyncio.run(discover_model(url, api_key))
+            except EndpointError as exc:
+                raise fail(str(exc), 1) from None
+            if found is not None:
+                console.print(f"using model {found!r} (the endpoint's first model)")
         client_cfg = ClientConfig(
             base_url=url,
             api=api,  # type: ignore[arg-type]  # ClientConfig validates the choice
-            model=model,
+            model=model or found or "default",
             api_key=api_key,
             timeout_s=timeout,
             stall_timeout_s=stall_timeout,
             ignore_eos=ignore_eos,
         )
-        shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
         extra = 0 if workload == "agentic" else warmup
         wl = WorkloadOptions(
             name=workload,
@@ -377,6 +408,9 @@ def run(
             raise fail(msg, 130) from None
         if isinstance(outcome, BenchResult) and outcome.interrupted:
             raise fail("interrupted: the partial result is written", 130)
+        if isinstance(outcome, BenchResult) and not outcome.summary.get("completed"):
+            kinds = ", ".join(f"{k}={v}" for k, v in outcome.summary.get("errors", {}).items())
+            raise fail(f"no request completed ({kinds or 'nothing sent'}); results written", 1)
 
 
 async def _sweep(
@@ -451,12 +485,20 @@ def compare_cmd(
         table.add_row(
             row.label, _fmt(row.a), _fmt(row.b), (_fmt(ratio) + "x" + mark) if ratio else "-"
         )
+    console.print(table)
+    labels = []
     for name, r in (("A", ra), ("B", rb)):
         if r.energy is not None:
-            table.caption = (
-                table.caption or ""
-            ) + f" {name} energy: {r.energy['source']}, {r.energy['scope']}."
-    console.print(table)
+            labels.append((r.energy["source"], r.energy["scope"]))
+            console.print(
+                f"{name} energy: {r.energy['source']}, scope {r.energy['scope']}", highlight=False
+            )
+    if len(labels) == 2 and labels[0] != labels[1]:
+        console.print(
+            "[yellow]warning:[/] the energy figures are not like for like (different sources or "
+            "scopes): their ratios compare different measurements",
+            highlight=False,
+        )
 
 
 def register(app: typer.Typer) -> None:
