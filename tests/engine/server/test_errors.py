@@ -158,6 +158,25 @@ def test_disconnect_mid_stream_frees_slot(server: RunningServer) -> None:
     )
 
 
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
+def test_client_giving_up_on_a_plain_request_aborts_it(server: RunningServer, path: str) -> None:
+    """A non-streaming request whose client disconnects (a client timeout) is aborted at
+    once, like a stream, instead of generating thousands of tokens nobody will read."""
+    body = {**(GOOD if path == "/v1/completions" else CHAT), "max_tokens": 6000}
+    body |= {"ignore_eos": True, "user": f"impatient{len(path)}"}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + path, json=body, timeout=0.5)
+    assert _wait(lambda: server.engine.stats().kv.requests == 0, timeout_s=3.0)
+    assert server.engine.stats().running == 0
+
+    def tenant() -> dict[str, Any]:
+        data: dict[str, Any] = httpx.get(server.url + "/v1/tenants").json()["data"]
+        return data.get(body["user"], {})
+
+    assert _wait(lambda: tenant().get("requests") == 1)
+    assert tenant()["completion_tokens"] < 6000
+
+
 def test_queue_full_is_429_with_retry_after(tiny: LoadedModel) -> None:
     """With max_batch 1 and max_queue 1, a third concurrent request gets 429 + Retry-After."""
     engine = Engine(tiny, EngineConfig(max_batch=1, max_queue=1))

@@ -4,6 +4,8 @@ metrics and per-tenant totals. Every client error is a 400 with an OpenAI error 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -195,9 +197,10 @@ def build_app(
         call = _Call(state, tenant_of(req.user, request.headers.get("authorization")), req.model)
         if req.stream:
             return _stream(call, prompt, params, req.include_usage, _completion_chunk, "prompt")
-        c = await _run(call, prompt, params, "prompt")
-        body = _completion_body(call, c)
-        return JSONResponse(body)
+        c = await _run(call, prompt, params, "prompt", request)
+        if c is None:
+            return Response(status_code=_CLIENT_CLOSED)
+        return JSONResponse(_completion_body(call, c))
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat(request: Request) -> Response:
@@ -216,10 +219,16 @@ def build_app(
         call = _Call(state, tenant_of(req.user, request.headers.get("authorization")), req.model)
         if req.stream:
             return _stream(call, ids, params, req.include_usage, _chat_chunk, "messages")
-        c = await _run(call, ids, params, "messages")
+        c = await _run(call, ids, params, "messages", request)
+        if c is None:
+            return Response(status_code=_CLIENT_CLOSED)
         return JSONResponse(_chat_body(call, c))
 
     return app
+
+
+_CLIENT_CLOSED = 499
+"""Status of a response nobody receives: the client closed the connection (nginx's code)."""
 
 
 def _check_model(state: _State, model: str) -> None:
@@ -250,18 +259,41 @@ def _open(call: _Call, prompt: str | list[int], params: SamplingParams, param: s
 
 
 async def _run(
-    call: _Call, prompt: str | list[int], params: SamplingParams, param: str
-) -> Completion:
+    call: _Call, prompt: str | list[int], params: SamplingParams, param: str, request: Request
+) -> Completion | None:
+    """The finished completion, or None when the client went away first (then it is aborted
+    at once, as a closed stream is, rather than generating tokens nobody will read)."""
     stream = _open(call, prompt, params, param)
-    try:
+
+    async def drain() -> None:
         async for _ in stream:
             pass  # call.observe sees each output on the engine thread
+
+    work = asyncio.ensure_future(drain())
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        gone.cancel()
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
         await stream.aclose()
+    if not work.done() or work.cancelled():
+        log.info("client went away; request aborted")
+        return None
+    work.result()
     failure = call.failure()
     if failure is not None:
         raise failure
     return Completion.join(call.outputs)
+
+
+async def _disconnected(request: Request) -> None:
+    """Return once the client disconnects (the body is read, so receive() waits for that)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 ChunkBuilder = Callable[[_Call, str, RequestOutput, bool], dict[str, Any]]
