@@ -206,3 +206,13 @@ def test_stats_counts_bad_files_and_points_to_verify(disk_dir: Path) -> None:
     assert (data["blocks"], data["bad_files"]) == (2, 1)
     table = CliRunner().invoke(app, ["warehouse", "stats", str(disk_dir)])
     assert "bad files (see warehouse verify) │ 1" in _text(table.output)
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "1e300", "0"])
+def test_absurd_redis_timeout_is_a_clear_error(timeout: str) -> None:
+    """A NaN, infinite, huge or zero --timeout is refused with a message, not a traceback."""
+    result = CliRunner().invoke(
+        app, ["warehouse", "stats", "redis://127.0.0.1:1/0", "--timeout", timeout]
+    )
+    assert result.exit_code == 2
+    assert "socket_timeout_s must be" in _text(result.output)

@@ -94,3 +94,10 @@ def test_cluster_mode(redis_cluster: str, make_kv: KV) -> None:
     assert tier.get(keys[5]) == keys[5].encode()
     assert tier.clear() == 32
     tier.close()
+
+
+@pytest.mark.parametrize("ttl_s", [float("nan"), float("inf"), 0.0])
+def test_non_finite_ttl_rejected(ttl_s: float) -> None:
+    """A NaN or infinite TTL would fail every write later; it is refused at construction."""
+    with pytest.raises(ConfigError, match="ttl_s must be"):
+        RedisTier("redis://127.0.0.1:1", ttl_s=ttl_s)

@@ -7,6 +7,7 @@ then skips the tier until its backoff expires.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -16,6 +17,10 @@ from tokenwatt.errors import ConfigError
 from .tier import TierBase, TierUsage
 
 __all__ = ["RedisTier"]
+
+
+_MAX_TIMEOUT_S = 3600.0
+"""Longest socket timeout accepted (sockets reject NaN and overflow on huge values)."""
 
 
 class RedisTier(TierBase):
@@ -35,10 +40,15 @@ class RedisTier(TierBase):
             raise ConfigError(
                 f"Redis URL must start with redis://, rediss:// or unix://, got {url!r}"
             )
-        if ttl_s is not None and ttl_s <= 0:
-            raise ConfigError(f"Redis ttl_s must be > 0 (or None for no expiry), got {ttl_s}")
-        if socket_timeout_s <= 0:
-            raise ConfigError(f"Redis socket_timeout_s must be > 0, got {socket_timeout_s}")
+        if ttl_s is not None and not 0 < ttl_s < math.inf:
+            raise ConfigError(
+                f"Redis ttl_s must be a finite number > 0 (or None for no expiry), got {ttl_s}"
+            )
+        if not 0 < socket_timeout_s <= _MAX_TIMEOUT_S:
+            raise ConfigError(
+                f"Redis socket_timeout_s must be > 0 and at most {_MAX_TIMEOUT_S:g} s, "
+                f"got {socket_timeout_s}"
+            )
         self.name = name
         self.url = url
         self.cluster = cluster
