@@ -188,6 +188,23 @@ def test_config_rejects_bad_values(kwargs: dict[str, object]) -> None:
         ClientConfig(**kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("base_url", "message"),
+    [
+        ("http://127.0.0.1:99999", "port must be 1-65535"),
+        ("http://h:abc", "not a valid URL"),
+        ("http://[bad", "not a valid URL"),
+        ("http://", "has no host"),
+        ("http://:8000", "has no host"),
+    ],
+)
+def test_config_names_a_malformed_url(base_url: str, message: str) -> None:
+    """A URL with a bad port, bracket or no host is a ConfigError naming the URL and the fix."""
+    with pytest.raises(ConfigError, match=message) as info:
+        ClientConfig(base_url=base_url)
+    assert base_url in str(info.value)
+
+
 async def test_scripted_fake_client_counts_tokens() -> None:
     """FunctionClient.scripted yields output_tokens chunks then Done, and records the request."""
     client = FunctionClient.scripted()

@@ -276,3 +276,21 @@ def test_options_that_do_not_apply_are_refused(
     assert code == 2, out
     assert message in " ".join(out.split())
     assert "Traceback" not in out
+
+
+def test_out_that_is_a_file_is_refused_before_sending(server: FaultyServer, tmp_path: Path) -> None:
+    """--out naming an existing file exits 2 before any request is sent."""
+    target = tmp_path / "taken"
+    target.write_text("")
+    code, out = _run(*_base(server.url, target), "-n", "2")
+    assert code == 2, out
+    assert "is a file" in " ".join(out.split())
+    assert server.requests_seen == 0
+    assert "Traceback" not in out
+
+
+def test_url_with_bad_port_is_a_clear_message(tmp_path: Path) -> None:
+    """A port out of range exits 2 naming it, not an OverflowError traceback."""
+    code, out = _run("run", "--url", "http://127.0.0.1:99999", "--out", str(tmp_path))
+    assert code == 2, out
+    assert "port must be 1-65535" in " ".join(out.split())

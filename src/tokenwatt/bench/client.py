@@ -13,6 +13,7 @@ import json
 import logging
 import ssl
 import time
+import urllib.parse
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -84,6 +85,23 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"endpoint URL {self.base_url!r} must start with http:// or https://")
+        try:
+            parts = urllib.parse.urlsplit(self.base_url)
+            port = parts.port
+        except ValueError as exc:
+            # urllib says "Port out of range" for 99999 and "Invalid IPv6 URL" for a stray "[".
+            if "out of range" in str(exc):
+                raise ConfigError(f"endpoint URL {self.base_url!r}: port must be 1-65535") from None
+            raise ConfigError(
+                f"endpoint URL {self.base_url!r} is not a valid URL ({exc}); "
+                "give e.g. http://127.0.0.1:8000"
+            ) from None
+        if port == 0:
+            raise ConfigError(f"endpoint URL {self.base_url!r}: port must be 1-65535")
+        if not parts.hostname:
+            raise ConfigError(
+                f"endpoint URL {self.base_url!r} has no host; give e.g. http://127.0.0.1:8000"
+            )
         if self.api not in ("completions", "chat"):
             raise ConfigError(f"unknown api {self.api!r}; use completions or chat")
         for name in ("timeout_s", "stall_timeout_s", "connect_timeout_s"):

@@ -10,7 +10,7 @@ import contextlib
 import math
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -245,8 +245,11 @@ def first_errors(result: BenchResult) -> dict[str, str]:
 
 
 def _write(result: BenchResult, out: Path, quiet: bool) -> None:
-    paths = result.write(out)
-    report = write_report(result, out / "report.html")
+    try:
+        paths = result.write(out)
+        report = write_report(result, out / "report.html")
+    except OSError as exc:
+        raise ConfigError(f"cannot write results to {out}: {exc}; choose another --out") from None
     if not quiet:
         console.print(summary_table(result))
         errors = first_errors(result)
@@ -338,18 +341,13 @@ def run(
     with user_errors():
         slos = parse_slos(slo)
         shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
-        found: str | None = None
-        if model is None:
-            try:
-                found = asyncio.run(discover_model(url, api_key))
-            except EndpointError as exc:
-                raise fail(str(exc), 1) from None
-            if found is not None:
-                console.print(f"using model {found!r} (the endpoint's first model)")
+        if out.exists() and not out.is_dir():
+            # Checked now: finding it out after the run would lose the run's results.
+            raise ConfigError(f"--out {out} is a file; give a folder (created if missing)")
         client_cfg = ClientConfig(
             base_url=url,
             api=api,  # type: ignore[arg-type]  # ClientConfig validates the choice
-            model=model or found or "default",
+            model=model or "default",
             api_key=api_key,
             timeout_s=timeout,
             stall_timeout_s=stall_timeout,
@@ -375,6 +373,15 @@ def run(
             warmup_requests=warmup,
         )
         fac = facility_preset(facility)
+        if model is None:
+            # Asked only once every option is valid: a bad option must not wait on the network.
+            try:
+                found = asyncio.run(discover_model(url, api_key))
+            except EndpointError as exc:
+                raise fail(str(exc), 1) from None
+            if found is not None:
+                console.print(f"using model {found!r} (the endpoint's first model)")
+                client_cfg = replace(client_cfg, model=found)
         base_config = {
             "url": url,
             "client": {**asdict(client_cfg), "api_key": "***" if api_key else None},
