@@ -85,6 +85,14 @@ def test_params_reject_negative_idle() -> None:
         CpuModelParams(idle_w_per_core=-1.0)
 
 
+@pytest.mark.parametrize("watts", [float("inf"), 1e9])
+def test_params_reject_impossible_active_watts(watts: float) -> None:
+    """Infinite (or absurd) watts per core is refused up front, not found as a NaN total
+    after the measured command has run."""
+    with pytest.raises(ConfigError, match="active_w_per_core must be at most"):
+        CpuModelParams(active_w_per_core=watts)
+
+
 def test_open_rejects_unknown_mode() -> None:
     """An unknown mode is a ConfigError listing the choices."""
     with pytest.raises(ConfigError, match="process, tree, children, machine"):

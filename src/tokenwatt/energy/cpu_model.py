@@ -34,6 +34,9 @@ CpuMode = Literal["process", "tree", "children", "machine"]
 CPU_MODES: tuple[str, ...] = get_args(CpuMode)
 
 
+_MAX_W_PER_CORE = 1000.0
+
+
 @dataclass(frozen=True)
 class CpuModelParams:
     """Linear power model per logical CPU: idle draw plus a busy increment.
@@ -52,6 +55,12 @@ class CpuModelParams:
     def __post_init__(self) -> None:
         if not self.idle_w_per_core >= 0:
             raise ConfigError(f"idle_w_per_core must be >= 0 W, got {self.idle_w_per_core!r}")
+        if self.active_w_per_core > _MAX_W_PER_CORE:
+            # no CPU core draws a kilowatt; inf would turn every figure into NaN
+            raise ConfigError(
+                f"active_w_per_core must be at most {_MAX_W_PER_CORE:g} W, "
+                f"got {self.active_w_per_core!r}"
+            )
         if not self.active_w_per_core >= self.idle_w_per_core:
             raise ConfigError(
                 f"active_w_per_core ({self.active_w_per_core!r} W) must be >= idle_w_per_core "
