@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
 from tests.bench.conftest import StartServer
-from tokenwatt.bench.client import ClientConfig, FunctionClient, OpenAIClient, synthetic_prompt
+from tokenwatt.bench.client import (
+    ClientConfig,
+    EndpointError,
+    FunctionClient,
+    OpenAIClient,
+    discover_model,
+    synthetic_prompt,
+)
 from tokenwatt.bench.record import Chunk, Done, Failure, StreamEvent
 from tokenwatt.errors import ConfigError
 from tokenwatt.workload.types import Request
@@ -211,3 +220,34 @@ async def test_scripted_fake_client_counts_tokens() -> None:
     events = [e async for e in client.stream(Request("r0", output_tokens=3))]
     assert [type(e) for e in events] == [Chunk, Chunk, Chunk, Done]
     assert [r.request_id for r in client.sent] == ["r0"]
+
+
+@pytest.fixture
+def silent_url() -> Iterator[str]:
+    """A loopback port that accepts connections (kernel backlog) but never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+async def test_discover_model_returns_the_first_listed_model(start_server: StartServer) -> None:
+    """The first id of GET /v1/models is the model."""
+    server = await start_server()
+    assert await discover_model(server.url + "/v1") == "faulty"
+
+
+async def test_discover_model_is_none_when_refused(start_server: StartServer) -> None:
+    """A refused connection gives None: the run itself reports its connect errors, fast."""
+    server = await start_server(fault="refuse")
+    assert await discover_model(server.url, timeout_s=1.0) is None
+
+
+async def test_discover_model_names_a_silent_endpoint(silent_url: str) -> None:
+    """An endpoint that never answers is an EndpointError naming the wait, not a long run of
+    stalled requests."""
+    with pytest.raises(EndpointError, match=r"did not answer GET /v1/models within 0\.2 s"):
+        await discover_model(silent_url, timeout_s=0.2)

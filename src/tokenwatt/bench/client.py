@@ -127,18 +127,25 @@ class EndpointError(TokenwattError):
 async def discover_model(
     base_url: str, api_key: str | None = None, timeout_s: float = 10.0
 ) -> str | None:
-    """The first model ``GET /v1/models`` lists; None when the endpoint cannot be reached or
+    """The first model ``GET /v1/models`` lists; None when the endpoint refuses the connection or
     has no such route (the run then reports what happens to its requests).
 
     Raises:
         EndpointError: the endpoint answers, but not like an OpenAI-compatible one (HTML, not
-            JSON, or no model list).
+            JSON, or no model list), or does not answer within ``timeout_s``.
     """
     root = base_url.rstrip("/").removesuffix("/v1")
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         async with httpx.AsyncClient(timeout=timeout_s, verify=root.startswith("https")) as http:
             response = await http.get(root + "/v1/models", headers=headers)
+    except httpx.TimeoutException:
+        # Silence, unlike a refusal, would make every request of the run wait out its own
+        # timeout: minutes of nothing before the first result.
+        raise EndpointError(
+            f"{root} did not answer GET /v1/models within {timeout_s:g} s; check --url and "
+            "that the server is up (or pass --model to skip this check)"
+        ) from None
     except httpx.HTTPError as exc:
         log.info("cannot list models at %s: %r", root, exc)
         return None
