@@ -57,6 +57,8 @@ def test_body_not_an_object(server: RunningServer) -> None:
         ("/v1/completions", {**GOOD, "stream": "yes"}, "stream"),
         ("/v1/chat/completions", {"model": "tiny", "messages": []}, "messages"),
         ("/v1/chat/completions", {"model": "tiny", "messages": [{"role": "x"}]}, "messages.0.role"),
+        ("/v1/completions", {**GOOD, "stop": [None]}, "stop"),
+        ("/v1/completions", {**GOOD, "prompt": 5}, "prompt"),
         ("/v1/completions", {**GOOD, "seed": 2**64}, "seed"),
         ("/v1/completions", {**GOOD, "seed": -(2**63) - 1}, "seed"),
         ("/v1/completions", {**GOOD, "echo": True}, "echo"),

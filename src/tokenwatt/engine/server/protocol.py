@@ -191,12 +191,21 @@ def parse_body(raw: bytes, model_cls: type[_Common]) -> Any:
         return model_cls.model_validate_json(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ()))
+        loc = ".".join(str(p) for p in first.get("loc", ()) if not _is_union_tag(p))
         if first.get("type") == "json_invalid":
             raise ApiError(400, f"the request body is not valid JSON: {first['msg']}") from exc
         if first.get("type") == "model_type":
             raise ApiError(400, "the request body must be a JSON object") from exc
         raise ApiError(400, f"{loc or 'body'}: {first['msg']}", param=loc or None) from exc
+
+
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool"})
+
+
+def _is_union_tag(part: object) -> bool:
+    """pydantic names the union member tried (``str``, ``list[int]``) in an error's location;
+    the client only needs the field path."""
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part)
 
 
 def check_max_tokens(value: int | None, param: str) -> None:
