@@ -294,3 +294,29 @@ def test_url_with_bad_port_is_a_clear_message(tmp_path: Path) -> None:
     code, out = _run("run", "--url", "http://127.0.0.1:99999", "--out", str(tmp_path))
     assert code == 2, out
     assert "port must be 1-65535" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-n", "0"], "--num-requests must be >= 1, got 0"),
+        (["-w", "agentic", "--sessions", "0"], "--sessions must be >= 1, got 0"),
+        (["-w", "agentic", "--turns", "-2"], "--turns must be >= 1, got -2"),
+        (["--timeout", "0"], "--timeout must be > 0 seconds, got 0"),
+        (["--stall-timeout", "-1"], "--stall-timeout must be > 0 seconds, got -1"),
+    ],
+)
+def test_out_of_range_counts_name_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+    """Out-of-range counts and timeouts exit 2 naming the option as typed."""
+    code, out = _run("run", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), *args)
+    assert code == 2, out
+    assert message in " ".join(out.split())
+
+
+def test_sweep_where_nothing_completed_exits_1(tmp_path: Path) -> None:
+    """A sweep in which no run completed a request exits 1; each run's files are written."""
+    args = [*_base("http://127.0.0.1:1", tmp_path), "-n", "1", "--energy", "none", "-q"]
+    code, out = _run(*args, "--sweep", "1,2")
+    assert code == 1, out
+    assert "no request completed" in out
+    assert (tmp_path / "concurrency-2" / "result.json").is_file()

@@ -272,6 +272,19 @@ def _parse_list(text: str, cast: type, what: str) -> list[Any]:
     return values
 
 
+def _check_ranges(
+    num_requests: int, sessions: int, turns: int, timeout_s: float, stall_timeout_s: float
+) -> None:
+    """Refuse out-of-range counts and timeouts by the option's name, as the user typed it."""
+    counts = (("--num-requests", num_requests), ("--sessions", sessions), ("--turns", turns))
+    for option, count in counts:
+        if count < 1:
+            raise ConfigError(f"{option} must be >= 1, got {count}")
+    for option, seconds in (("--timeout", timeout_s), ("--stall-timeout", stall_timeout_s)):
+        if not (seconds > 0 and math.isfinite(seconds)):
+            raise ConfigError(f"{option} must be > 0 seconds, got {seconds:g}")
+
+
 @bench_app.command("run")
 def run(
     url: str = typer.Option(..., "--url", help="Endpoint root, e.g. http://127.0.0.1:8000."),
@@ -339,6 +352,7 @@ def run(
 ) -> None:
     """Run a workload against an endpoint; write result.json, requests.csv and report.html."""
     with user_errors():
+        _check_ranges(num_requests, sessions, turns, timeout, stall_timeout)
         slos = parse_slos(slo)
         shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
         if out.exists() and not out.is_dir():
@@ -391,11 +405,14 @@ def run(
             "facility": facility,
         }
 
+        finished: list[BenchResult] = []
+
         async def one(s: LoadShape, out_dir: Path) -> BenchResult:
             result = await _run_once(
                 client_cfg, wl, s, limits, slos, energy, metrics_url, fac, base_config, quiet
             )
             _write(result, out_dir, quiet)
+            finished.append(result)
             return result
 
         main: Coroutine[Any, Any, BenchResult | None]
@@ -415,8 +432,12 @@ def run(
             raise fail(msg, 130) from None
         if isinstance(outcome, BenchResult) and outcome.interrupted:
             raise fail("interrupted: the partial result is written", 130)
-        if isinstance(outcome, BenchResult) and not outcome.summary.get("completed"):
-            kinds = ", ".join(f"{k}={v}" for k, v in outcome.summary.get("errors", {}).items())
+        if finished and not any(r.summary.get("completed") for r in finished):
+            errors: dict[str, int] = {}
+            for r in finished:
+                for kind, n in r.summary.get("errors", {}).items():
+                    errors[kind] = errors.get(kind, 0) + n
+            kinds = ", ".join(f"{k}={v}" for k, v in errors.items())
             raise fail(f"no request completed ({kinds or 'nothing sent'}); results written", 1)
 
 
