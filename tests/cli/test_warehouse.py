@@ -216,3 +216,10 @@ def test_absurd_redis_timeout_is_a_clear_error(timeout: str) -> None:
     )
     assert result.exit_code == 2
     assert "socket_timeout_s must be" in _text(result.output)
+
+
+def test_usage_line_shows_the_optional_target_once_bracketed() -> None:
+    """The usage line reads `[DIR|URL]`, not `[[DIR|URL]]`."""
+    result = CliRunner().invoke(app, ["warehouse", "stats", "--help"])
+    assert "stats [OPTIONS] [DIR|URL]" in _text(result.output)
+    assert "[[DIR|URL]]" not in result.output

@@ -23,7 +23,7 @@ _NO_BUDGET = 1 << 62
 
 TargetArg = typer.Argument(
     None,
-    metavar="[DIR|URL]",
+    metavar="DIR|URL",
     help="The tier: a disk tier directory or a redis:// URL (instead of --disk/--redis).",
     show_default=False,
 )
