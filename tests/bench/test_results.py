@@ -95,6 +95,18 @@ def test_load_result_rejects_other_json(tmp_path: Path) -> None:
         load_result(tmp_path / "missing.json")
 
 
+def test_load_result_accepts_the_run_folder(tmp_path: Path) -> None:
+    """A run's output folder stands for the result.json in it."""
+    BenchResult(summary={"completed": 3}).write(tmp_path / "run")
+    assert load_result(tmp_path / "run").summary == {"completed": 3}
+
+
+def test_load_result_names_a_folder_without_a_result(tmp_path: Path) -> None:
+    """A folder with no result.json is named as such, not reported as a missing file."""
+    with pytest.raises(ConfigError, match=r"has no result\.json"):
+        load_result(tmp_path)
+
+
 async def test_cancelled_run_returns_a_partial_result() -> None:
     """Cancelling run_bench mid-run (Ctrl-C) returns a result marked interrupted that keeps
     the finished requests and records the in-flight ones as 'cancelled'."""

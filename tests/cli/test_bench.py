@@ -320,3 +320,20 @@ def test_sweep_where_nothing_completed_exits_1(tmp_path: Path) -> None:
     assert code == 1, out
     assert "no request completed" in out
     assert (tmp_path / "concurrency-2" / "result.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trace", "/x.csv"], "--trace applies only to --workload trace"),
+        (["--sweep", "1,2", "--search-rate", "1:2"], "either --sweep or --search-rate"),
+        (["--metrics-url", "http://h/metrics"], "--metrics-url applies only to --energy endpoint"),
+    ],
+)
+def test_options_that_would_be_ignored_are_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """An option the run would silently ignore exits 2 naming it."""
+    code, out = _run("run", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), *args)
+    assert code == 2, out
+    assert message in " ".join(out.split())

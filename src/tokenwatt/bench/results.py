@@ -104,11 +104,16 @@ def write_requests_csv(records: Sequence[RequestRecord], path: Path) -> None:
 
 
 def load_result(path: Path) -> BenchResult:
-    """Read a result JSON written by ``BenchResult.write``.
+    """Read a result JSON written by ``BenchResult.write``; a run's folder stands for the
+    ``result.json`` in it.
 
     Raises:
         ConfigError: missing file, not JSON, or not a tokenwatt bench result.
     """
+    if path.is_dir():
+        if not (path / "result.json").is_file():
+            raise ConfigError(f"folder {path} has no result.json; pass a bench run's --out folder")
+        path = path / "result.json"
     if not path.is_file():
         raise ConfigError(f"result file {path} not found; pass the result.json of a bench run")
     try:

@@ -285,6 +285,25 @@ def _check_ranges(
             raise ConfigError(f"{option} must be > 0 seconds, got {seconds:g}")
 
 
+def _check_applies(
+    workload: str,
+    trace: Path | None,
+    sweep: str | None,
+    search: str | None,
+    energy: str,
+    metrics_url: str | None,
+) -> None:
+    """Refuse options the run would otherwise ignore without a word."""
+    if trace is not None and workload != "trace":
+        raise ConfigError(f"--trace applies only to --workload trace (got --workload {workload})")
+    if sweep is not None and search is not None:
+        raise ConfigError("give either --sweep or --search-rate, not both")
+    if metrics_url is not None and energy != "endpoint":
+        raise ConfigError(
+            f"--metrics-url applies only to --energy endpoint (got --energy {energy})"
+        )
+
+
 @bench_app.command("run")
 def run(
     url: str = typer.Option(..., "--url", help="Endpoint root, e.g. http://127.0.0.1:8000."),
@@ -353,6 +372,7 @@ def run(
     """Run a workload against an endpoint; write result.json, requests.csv and report.html."""
     with user_errors():
         _check_ranges(num_requests, sessions, turns, timeout, stall_timeout)
+        _check_applies(workload, trace, sweep, search, energy, metrics_url)
         slos = parse_slos(slo)
         shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
         if out.exists() and not out.is_dir():
