@@ -23,6 +23,7 @@ import httpx
 from tokenwatt.bench._pool import SHARD_CONNECTIONS, ShardedPool
 from tokenwatt.bench.record import Chunk, Done, ErrorKind, Failure, StreamEvent
 from tokenwatt.errors import ConfigError, TokenwattError
+from tokenwatt.workload.prompts import PromptSynthesizer
 from tokenwatt.workload.types import Request
 
 __all__ = [
@@ -163,20 +164,16 @@ async def discover_model(
     return str(first)
 
 
+_FALLBACK_PROMPTS = PromptSynthesizer()
+
+
 def synthetic_prompt(request: Request) -> str:
-    """A prompt of about ``input_tokens`` words (one word ~ one token; exact counts need the
-    endpoint's tokenizer). Words of each prefix block derive from its id, so requests share
-    exactly the prefixes their ``prefix_block_ids`` say; the rest is unique to the request."""
-    words: list[str] = []
-    for block in request.prefix_block_ids:
-        if len(words) + request.block_tokens > request.input_tokens:
-            break  # a partial last block is the request's own
-        words.extend(f"b{block:x}w{k}" for k in range(request.block_tokens))
-    tail = request.input_tokens - len(words)
-    if tail > 0:
-        words.append(f"{request.request_id}:")
-        words.extend(["hello"] * (tail - 1))
-    return " ".join(words)
+    """A prompt for a request that carries none: ``tokenwatt.workload``'s synthesizer without a
+    tokenizer (about one token per word, stated in results), sharing exactly the prefixes the
+    request's ``prefix_block_ids`` say and unique after them."""
+    prompt = _FALLBACK_PROMPTS.for_request(request).prompt
+    assert prompt is not None
+    return prompt
 
 
 def _status_kind(status: int) -> ErrorKind:
