@@ -209,6 +209,51 @@ def test_broken_provider_never_fails_a_request(tiny: LoadedModel) -> None:
     assert _run(core)["r"].finish_reason == "length"
 
 
+class TenantRecorder(DictProvider):
+    """A provider that records the tenant of every call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str | None]] = []
+
+    def lookup(self, token_ids: Sequence[int], *, tenant: str | None = None) -> PrefixKV | None:
+        self.calls.append(("lookup", tenant))
+        return None
+
+    def on_blocks_ready(
+        self, token_ids: Sequence[int], kv: PrefixKV, *, tenant: str | None = None
+    ) -> None:
+        self.calls.append(("ready", tenant))
+
+
+def test_request_tenant_reaches_both_provider_calls(tiny: LoadedModel) -> None:
+    """A request's tenant is passed to lookup and on_blocks_ready; none means tenant None."""
+    provider = TenantRecorder()
+    core = EngineCore(tiny, prefix_provider=provider)
+    core.add_request("a", tiny.tokenizer.encode("x" * 40), GREEDY, tenant="acme")
+    _run(core)
+    core.add_request("b", tiny.tokenizer.encode("x" * 40), GREEDY)
+    _run(core)
+    assert provider.calls == [
+        ("lookup", "acme"),
+        ("ready", "acme"),
+        ("ready", "acme"),
+        ("lookup", None),
+        ("ready", None),
+        ("ready", None),
+    ]
+
+
+def test_provider_without_tenant_keyword_still_hits(tiny: LoadedModel) -> None:
+    """A provider written before tenants (no keyword) keeps serving tenant-less requests."""
+    provider = DictProvider()
+    core = EngineCore(tiny, prefix_provider=provider)
+    core.add_request("a", tiny.tokenizer.encode("x" * 40), GREEDY)
+    _run(core)
+    core.add_request("b", tiny.tokenizer.encode("x" * 40), GREEDY)
+    assert _run(core)["b"].cached_tokens == 32
+
+
 def test_mismatched_prefix_is_a_miss(tiny: LoadedModel) -> None:
     """A prefix with the wrong head count is ignored (cached_tokens 0), not used."""
 

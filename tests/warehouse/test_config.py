@@ -36,7 +36,7 @@ def test_full_spec() -> None:
     """Every key of the spec lands in its field."""
     cfg = parse_warehouse_spec(
         "dram=2GiB, disk=/tmp/tw, disk-size=5GiB, disk-admit=2, redis-cluster=redis://h:7000/0,"
-        "redis-ttl=60, redis-timeout=0.25, tenant=acme, eviction=cost"
+        "redis-ttl=60, redis-timeout=0.25, tenant=acme, eviction=cost, isolation=shared"
     )
     assert cfg == WarehouseConfig(
         dram_bytes=2 << 30,
@@ -49,6 +49,7 @@ def test_full_spec() -> None:
         redis_timeout_s=0.25,
         tenant="acme",
         eviction="cost",
+        isolation="shared",
     )
 
 
@@ -98,6 +99,7 @@ def test_build_store_tiers_in_order(tmp_path: Path) -> None:
         ("redis=redis://h:1,redis-ttl=nan", "redis-ttl must be a finite number > 0"),
         ("redis=redis://h:1,redis-ttl=0", "redis-ttl must be a finite number > 0"),
         ("disk=/tmp/tw,disk-size=0", "disk-size must be > 0"),
+        ("dram=1MiB,isolation=none", "isolation must be tenant or shared, got 'none'"),
     ],
 )
 def test_values_that_would_misbehave_later_are_refused(spec: str, message: str) -> None:
@@ -115,3 +117,10 @@ def test_describe_names_every_tier_with_its_settings() -> None:
     )
     config = parse_warehouse_spec("dram=0,disk=/tmp/tw,disk-size=2GiB,disk-admit=2,eviction=cost")
     assert config.describe() == "disk /tmp/tw 2 GiB (cost, admit after 2 offers)"
+
+
+def test_isolation_defaults_to_tenant_and_shared_is_described() -> None:
+    """Per-client caches are the default; a shared cache is said so on the startup line."""
+    assert parse_warehouse_spec("dram=1MiB").isolation == "tenant"
+    config = parse_warehouse_spec("dram=1MiB,isolation=shared")
+    assert config.describe() == "dram 1 MiB (lru); shared across clients"

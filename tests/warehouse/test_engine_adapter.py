@@ -20,6 +20,7 @@ from tokenwatt.engine.model import LoadedModel
 from tokenwatt.engine.request import RequestOutput
 from tokenwatt.engine.runner import ModelRunner
 from tokenwatt.engine.sampling import SamplingParams
+from tokenwatt.errors import ConfigError
 from tokenwatt.warehouse.config import WarehouseConfig, build_store
 from tokenwatt.warehouse.disk import DiskTier
 from tokenwatt.warehouse.engine_adapter import (
@@ -44,12 +45,15 @@ def _run(core: EngineCore) -> dict[str, Completion]:
 
 
 def _generate(
-    model: LoadedModel, provider: object | None, prompts: list[list[int]]
+    model: LoadedModel,
+    provider: object | None,
+    prompts: list[list[int]],
+    tenant: str | None = None,
 ) -> list[Completion]:
     """Run ``prompts`` concurrently on a fresh engine core; completions in prompt order."""
     core = EngineCore(model, CONFIG, prefix_provider=provider)  # type: ignore[arg-type]
     for i, p in enumerate(prompts):
-        core.add_request(f"r{i}", p, GREEDY)
+        core.add_request(f"r{i}", p, GREEDY, tenant=tenant)
     done = _run(core)
     if isinstance(provider, WarehousePrefixProvider):
         assert provider.flush()
@@ -57,11 +61,14 @@ def _generate(
 
 
 def _provider(
-    model: LoadedModel, config: WarehouseConfig, tenant: str | None = None
+    model: LoadedModel,
+    config: WarehouseConfig,
+    tenant: str | None = None,
+    isolation: str = "tenant",
 ) -> WarehousePrefixProvider:
     layout = ModelRunner(model).layout(CONFIG.block_tokens)
     store = build_store(config, fingerprint=model.fingerprint)
-    return WarehousePrefixProvider(store, layout, AdapterConfig(tenant=tenant))
+    return WarehousePrefixProvider(store, layout, AdapterConfig(tenant=tenant, isolation=isolation))
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +104,74 @@ def test_dram_hit_same_tokens(
     assert cold.token_ids == warm.token_ids == reference
     assert provider.store.stats.snapshot().tokens_served == 112
     provider.close()
+
+
+def test_tenants_never_hit_each_others_blocks(
+    tiny_model: LoadedModel, prompt: list[int], reference: tuple[int, ...]
+) -> None:
+    """Bob's first run of Alice's prompt computes it all; each tenant's repeat hits its own."""
+    provider = _provider(tiny_model, WarehouseConfig(dram_bytes=1 << 26))
+    runs = [
+        _generate(tiny_model, provider, [prompt], tenant=t)[0]
+        for t in ("alice", "bob", "alice", "bob")
+    ]
+    assert [r.cached_tokens for r in runs] == [0, 0, 112, 112]
+    assert all(r.token_ids == reference for r in runs)
+    provider.close()
+
+
+def test_shared_isolation_hits_across_tenants(
+    tiny_model: LoadedModel, prompt: list[int], reference: tuple[int, ...]
+) -> None:
+    """With isolation shared, Bob's first run reuses the blocks Alice's run stored."""
+    provider = _provider(tiny_model, WarehouseConfig(dram_bytes=1 << 26), isolation="shared")
+    alice = _generate(tiny_model, provider, [prompt], tenant="alice")[0]
+    bob = _generate(tiny_model, provider, [prompt], tenant="bob")[0]
+    anyone = _generate(tiny_model, provider, [prompt])[0]
+    assert (alice.cached_tokens, bob.cached_tokens, anyone.cached_tokens) == (0, 112, 112)
+    assert alice.token_ids == bob.token_ids == anyone.token_ids == reference
+    provider.close()
+
+
+def test_request_tenant_keys_differ_from_server_salt_and_nest_in_it(
+    tiny_model: LoadedModel, prompt: list[int]
+) -> None:
+    """A request tenant never shares keys with a server salt of the same name, with no tenant,
+    or with the same request tenant under another server-wide salt."""
+    config = WarehouseConfig(dram_bytes=1 << 20)
+    plain, acme = _provider(tiny_model, config), _provider(tiny_model, config, tenant="acme")
+    keys = {
+        plain.hasher.keys(prompt)[0],
+        plain.hasher_for(None).keys(prompt)[0],
+        plain.hasher_for("acme").keys(prompt)[0],
+        acme.hasher.keys(prompt)[0],
+        acme.hasher_for("bob").keys(prompt)[0],
+        plain.hasher_for("bob").keys(prompt)[0],
+    }
+    assert len(keys) == 5  # hasher_for(None) is the server-wide hasher itself
+    assert plain.hasher_for("bob") is plain.hasher_for("bob")
+    plain.close()
+    acme.close()
+
+
+def test_per_tenant_hashers_are_bounded(tiny_model: LoadedModel) -> None:
+    """Only remember_tenants hashers are kept; the least recently used goes first."""
+    layout = ModelRunner(tiny_model).layout(CONFIG.block_tokens)
+    store = build_store(WarehouseConfig(dram_bytes=1 << 20), fingerprint=tiny_model.fingerprint)
+    provider = WarehousePrefixProvider(store, layout, AdapterConfig(remember_tenants=2))
+    a = provider.hasher_for("a")
+    provider.hasher_for("b")
+    provider.hasher_for("a")
+    provider.hasher_for("c")
+    assert list(provider._hashers) == ["a", "c"]
+    assert provider.hasher_for("a") is a
+    provider.close()
+
+
+def test_unknown_isolation_is_refused() -> None:
+    """An isolation other than tenant or shared names both choices."""
+    with pytest.raises(ConfigError, match="isolation must be tenant or shared, got 'open'"):
+        AdapterConfig(isolation="open")
 
 
 def test_disk_hit_same_tokens(
@@ -276,8 +351,11 @@ def test_full_write_queue_drops_and_counts(tiny_model: LoadedModel, prompt: list
 
 def test_build_prefix_provider_from_spec(tiny_model: LoadedModel, prompt: list[int]) -> None:
     """The serve-side factory reads a spec string and produces a working provider."""
-    provider = build_prefix_provider("dram=64MiB,tenant=acme", tiny_model, block_tokens=16)
+    provider = build_prefix_provider(
+        "dram=64MiB,tenant=acme,isolation=shared", tiny_model, block_tokens=16
+    )
     assert provider.hasher.tenant == "acme"
+    assert provider.config.isolation == "shared"
     assert provider.layout.block_tokens == 16
     _generate(tiny_model, provider, [prompt])
     assert _generate(tiny_model, provider, [prompt])[0].cached_tokens == 112

@@ -77,7 +77,11 @@ def serve(
     warehouse: str | None = typer.Option(
         None,
         "--warehouse",
-        help="Token warehouse tiers, e.g. dram=2GiB,disk=/tmp/tw,redis=redis://host:6379.",
+        help=(
+            "Token warehouse tiers, e.g. dram=2GiB,disk=/tmp/tw,redis=redis://host:6379. "
+            "isolation=tenant (default) keeps each client's cache apart (tenant: the user "
+            "field, else the API key); isolation=shared lets all clients reuse one cache."
+        ),
     ),
 ) -> None:
     """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions,

@@ -12,7 +12,7 @@ import torch
 from tokenwatt.energy.meter import Meter, Reading
 
 from .config import EngineConfig
-from .kv import KVCacheManager, NullPrefixProvider, PrefixProvider
+from .kv import KVCacheManager, NullPrefixProvider, PrefixProvider, publish_blocks
 from .model import LoadedModel
 from .request import (
     EnergyShare,
@@ -101,13 +101,18 @@ class EngineCore:
             )
 
     def add_request(
-        self, request_id: str, prompt_ids: Sequence[int], params: SamplingParams
+        self,
+        request_id: str,
+        prompt_ids: Sequence[int],
+        params: SamplingParams,
+        *,
+        tenant: str | None = None,
     ) -> None:
-        """Validate and queue a request."""
+        """Validate and queue a request; ``tenant`` is passed to the prefix provider."""
         if request_id in self.requests:
             raise InvalidRequestError(f"request id {request_id!r} is already in use")
         self.validate(prompt_ids, params)
-        req = RequestState(request_id, prompt_ids, params, self.loaded.tokenizer)
+        req = RequestState(request_id, prompt_ids, params, self.loaded.tokenizer, tenant=tenant)
         self.requests[request_id] = req
         self.scheduler.add(req)
 
@@ -288,6 +293,6 @@ class EngineCore:
         req.blocks_published = n_blocks
         n = n_blocks * block
         try:
-            self.provider.on_blocks_ready(req.all_ids[:n], cache.prefix(n))
+            publish_blocks(self.provider, req.all_ids[:n], cache.prefix(n), req.tenant)
         except Exception:  # the warehouse path can never fail a request
             log.warning("on_blocks_ready failed for %s", req.request_id, exc_info=True)

@@ -224,8 +224,11 @@ class Engine:
         on_output: OutputCallback,
         *,
         request_id: str | None = None,
+        tenant: str | None = None,
     ) -> str:
         """Queue a request; ``on_output`` receives its outputs on the engine thread.
+
+        ``tenant`` (None: none) reaches the prefix provider, which keeps tenants' caches apart.
 
         Raises InvalidRequestError (never runnable) or EngineOverloadedError (queue full).
         """
@@ -244,7 +247,7 @@ class Engine:
             if rid in self._callbacks:
                 raise EngineOverloadedError(f"request id {rid!r} is already in flight")
             self._callbacks[rid] = on_output
-            self._inbox.append(("add", rid, ids, params))
+            self._inbox.append(("add", rid, ids, (params, tenant)))
             self._cond.notify_all()
         return rid
 
@@ -255,9 +258,14 @@ class Engine:
             self._cond.notify_all()
 
     def generate(
-        self, prompt: Prompt, params: SamplingParams, *, timeout_s: float | None = None
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        *,
+        timeout_s: float | None = None,
+        tenant: str | None = None,
     ) -> Completion:
-        """Run one request to completion (blocking)."""
+        """Run one request to completion (blocking); ``tenant`` as in ``submit``."""
         done = threading.Event()
         outputs: list[RequestOutput] = []
 
@@ -266,7 +274,7 @@ class Engine:
             if out.finished:
                 done.set()
 
-        rid = self.submit(prompt, params, collect)
+        rid = self.submit(prompt, params, collect, tenant=tenant)
         if not done.wait(timeout_s):
             self.abort(rid)
             raise TimeoutError(f"request {rid} did not finish within {timeout_s} s")
@@ -279,6 +287,7 @@ class Engine:
         *,
         request_id: str | None = None,
         observer: OutputCallback | None = None,
+        tenant: str | None = None,
     ) -> OutputStream:
         """Submit now (errors raise here) and return an async iterator over the outputs.
 
@@ -287,14 +296,21 @@ class Engine:
         request aborted after its consumer left (accounting, metrics).
         """
         stream = OutputStream(self, asyncio.get_running_loop(), observer)
-        stream.request_id = self.submit(prompt, params, stream.deliver, request_id=request_id)
+        stream.request_id = self.submit(
+            prompt, params, stream.deliver, request_id=request_id, tenant=tenant
+        )
         return stream
 
     async def stream(
-        self, prompt: Prompt, params: SamplingParams, *, request_id: str | None = None
+        self,
+        prompt: Prompt,
+        params: SamplingParams,
+        *,
+        request_id: str | None = None,
+        tenant: str | None = None,
     ) -> AsyncIterator[RequestOutput]:
         """Outputs of one request as they come; leaving the loop early aborts it."""
-        stream = self.open_stream(prompt, params, request_id=request_id)
+        stream = self.open_stream(prompt, params, request_id=request_id, tenant=tenant)
         try:
             async for out in stream:
                 yield out
@@ -320,7 +336,7 @@ class Engine:
             for kind, rid, ids, params in commands:
                 if kind == "add":
                     try:
-                        core.add_request(rid, ids, params)
+                        core.add_request(rid, ids, params[0], tenant=params[1])
                     except Exception as exc:
                         outputs.append(
                             RequestOutput(rid, finished=True, finish_reason="error", error=str(exc))

@@ -26,6 +26,15 @@ Life of a request's cache (all calls on the engine thread)
    what you keep. Both calls cover the sequence from position 0.
 4. finish or abort: ``KVCacheManager.release``; the memory is free at once.
 
+Tenants
+-------
+A request may carry a tenant (the server passes the one it bills: the ``user`` field or a hash
+of the bearer key). The engine then calls ``lookup(ids, tenant=...)`` and
+``on_blocks_ready(ids, kv, tenant=...)``; a provider must never return to one tenant KV that
+another tenant's request stored (``cached_tokens`` would reveal that the other sent the same
+prefix), unless it is configured to share on purpose. The keyword is passed only when the
+request has a tenant, so providers written without it keep working for tenant-less requests.
+
 Provider calls are guarded: an exception or a malformed ``PrefixKV`` is logged and treated as
 a miss, so nothing here can fail a request.
 """
@@ -49,6 +58,8 @@ __all__ = [
     "PrefixKV",
     "PrefixProvider",
     "RequestKV",
+    "lookup_prefix",
+    "publish_blocks",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,23 +134,47 @@ class PrefixKV:
 class PrefixProvider(Protocol):
     """Supplies cached prefixes and receives finished blocks (the warehouse implements it)."""
 
-    def lookup(self, token_ids: Sequence[int]) -> PrefixKV | None:
-        """KV for the longest cached prefix of ``token_ids`` (from position 0), or None."""
+    def lookup(self, token_ids: Sequence[int], *, tenant: str | None = None) -> PrefixKV | None:
+        """KV for the longest prefix of ``token_ids`` (from position 0) cached for ``tenant``."""
         ...
 
-    def on_blocks_ready(self, token_ids: Sequence[int], kv: PrefixKV) -> None:
-        """``kv`` covers exactly ``token_ids`` (whole blocks from position 0); copy to keep."""
+    def on_blocks_ready(
+        self, token_ids: Sequence[int], kv: PrefixKV, *, tenant: str | None = None
+    ) -> None:
+        """``kv`` covers exactly ``token_ids`` (whole blocks from position 0) of ``tenant``'s
+        request; copy to keep."""
         ...
+
+
+def lookup_prefix(
+    provider: PrefixProvider, token_ids: Sequence[int], tenant: str | None
+) -> PrefixKV | None:
+    """``provider.lookup``, passing ``tenant=`` only when there is one (older providers)."""
+    if tenant is None:
+        return provider.lookup(token_ids)
+    return provider.lookup(token_ids, tenant=tenant)
+
+
+def publish_blocks(
+    provider: PrefixProvider, token_ids: Sequence[int], kv: PrefixKV, tenant: str | None
+) -> None:
+    """``provider.on_blocks_ready``, passing ``tenant=`` only when there is one."""
+    if tenant is None:
+        provider.on_blocks_ready(token_ids, kv)
+    else:
+        provider.on_blocks_ready(token_ids, kv, tenant=tenant)
 
 
 class NullPrefixProvider:
     """The default provider: never hits, keeps nothing."""
 
-    def lookup(self, token_ids: Sequence[int]) -> PrefixKV | None:
+    def lookup(self, token_ids: Sequence[int], *, tenant: str | None = None) -> PrefixKV | None:
         """Always a miss."""
         return None
 
-    def on_blocks_ready(self, token_ids: Sequence[int], kv: PrefixKV) -> None:
+    def on_blocks_ready(
+        self, token_ids: Sequence[int], kv: PrefixKV, *, tenant: str | None = None
+    ) -> None:
         """Ignore the blocks."""
 
 

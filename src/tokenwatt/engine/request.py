@@ -124,8 +124,11 @@ class RequestState:
         prompt_ids: Sequence[int],
         params: SamplingParams,
         tokenizer: Tokenizer,
+        *,
+        tenant: str | None = None,
     ) -> None:
         self.request_id = request_id
+        self.tenant = tenant
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self.status = RequestStatus.WAITING

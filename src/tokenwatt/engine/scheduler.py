@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from .kv import KVCacheManager, PrefixKV, PrefixProvider
+from .kv import KVCacheManager, PrefixKV, PrefixProvider, lookup_prefix
 from .request import RequestState, RequestStatus
 
 __all__ = ["ScheduledItem", "Scheduler", "SchedulerOutput"]
@@ -127,7 +127,7 @@ class Scheduler:
     def _lookup(self, req: RequestState) -> PrefixKV | None:
         """The provider's prefix, trimmed so the last prompt token is computed; None on miss."""
         try:
-            prefix = self.provider.lookup(req.prompt_ids)
+            prefix = lookup_prefix(self.provider, req.prompt_ids, req.tenant)
         except Exception:  # a broken tier must never fail a request
             log.warning(
                 "prefix lookup failed for %s; treating as a miss", req.request_id, exc_info=True

@@ -69,7 +69,10 @@ class WarehouseConfig:
     redis_timeout_s: float = 0.5
     """Socket timeout and the store's per-call timeout for Redis."""
     tenant: str | None = None
-    """Tenant salt: tenants never read each other's blocks."""
+    """Server-wide tenant salt: servers with different salts never read each other's blocks."""
+    isolation: str = "tenant"
+    """``tenant``: each request's tenant (user or API key) has its own cache; ``shared``: one
+    cache for every client of the server (single-tenant deployments wanting cross-user reuse)."""
     eviction: str = "lru"
     """Eviction policy of DRAM and disk: ``lru`` or ``cost`` (cost-aware)."""
     backoff_initial_s: float = 1.0
@@ -80,6 +83,11 @@ class WarehouseConfig:
             raise ConfigError("warehouse byte budgets must be >= 0")
         if self.disk_admit_after < 1:
             raise ConfigError(f"disk-admit must be >= 1, got {self.disk_admit_after}")
+        if self.isolation not in ("tenant", "shared"):
+            raise ConfigError(
+                f"isolation must be tenant or shared, got {self.isolation!r} (tenant keeps each "
+                "client's cache apart; shared lets all clients of the server reuse each other's)"
+            )
         if self.eviction not in ("lru", "cost"):
             raise ConfigError(f"eviction must be lru or cost, got {self.eviction!r}")
         if not 0 < self.redis_timeout_s < math.inf:
@@ -109,7 +117,8 @@ class WarehouseConfig:
             ttl = "no TTL" if self.redis_ttl_s is None else f"TTL {self.redis_ttl_s:g} s"
             tiers.append(f"{kind} {self.redis_url} (timeout {self.redis_timeout_s:g} s, {ttl})")
         tenant = f"; tenant {self.tenant}" if self.tenant else ""
-        return " -> ".join(tiers) + tenant
+        shared = "; shared across clients" if self.isolation == "shared" else ""
+        return " -> ".join(tiers) + tenant + shared
 
 
 def _size(bytes_: int) -> str:
@@ -130,12 +139,14 @@ _KEYS = {
     "redis-timeout": ("redis_timeout_s", float),
     "tenant": ("tenant", str),
     "eviction": ("eviction", str),
+    "isolation": ("isolation", str),
 }
 
 
 def parse_warehouse_spec(spec: str) -> WarehouseConfig:
     """Parse ``key=value,key=value`` (keys: dram, disk, disk-size, disk-admit, redis,
-    redis-cluster, redis-ttl, redis-timeout, tenant, eviction). ``dram`` alone is 1 GiB of DRAM.
+    redis-cluster, redis-ttl, redis-timeout, tenant, eviction, isolation). ``dram`` alone is
+    1 GiB of DRAM; ``isolation`` is ``tenant`` (default: per-client caches) or ``shared``.
     """
     values: dict[str, object] = {}
     for item in (part.strip() for part in spec.split(",")):

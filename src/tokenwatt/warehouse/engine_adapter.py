@@ -6,11 +6,18 @@ counts) on overflow, so storing never delays a step. Prefill cost for the load-o
 decision (and, with a meter, for the joules-saved estimate) is measured from admission
 (``lookup``) to prompt completion (``on_blocks_ready``); when requests overlap, those windows
 include the others' work too, so the estimates lean high under load.
+
+Isolation: with ``isolation="tenant"`` (the default) each request's blocks are keyed by a
+hasher salted by the request's tenant as well as the server-wide ``tenant`` (the outer salt),
+so one tenant can neither read another's blocks nor learn from ``cached_tokens`` that another
+sent the same prefix. ``isolation="shared"`` keys every request with the server-wide salt only:
+one cache for all clients, for single-tenant deployments that want cross-user reuse.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import threading
@@ -34,12 +41,15 @@ from .keys import BlockHasher
 from .stats import WarehouseCollector, register_collector
 from .store import TieredStore
 
-__all__ = ["AdapterConfig", "WarehousePrefixProvider", "build_prefix_provider"]
+__all__ = ["ISOLATIONS", "AdapterConfig", "WarehousePrefixProvider", "build_prefix_provider"]
 
 log = logging.getLogger(__name__)
 
 # numpy has no bfloat16: such tensors travel as their raw 16-bit patterns.
 _RAW_VIEWS = {torch.bfloat16: torch.int16}
+
+ISOLATIONS = ("tenant", "shared")
+"""Values of ``AdapterConfig.isolation`` (and of the ``isolation=`` warehouse option)."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +61,22 @@ class AdapterConfig:
     remember_written: int = 100_000
     """Keys remembered as already written, so re-published blocks are not copied again."""
     tenant: str | None = None
-    """Tenant salt of every key."""
+    """Server-wide tenant salt of every key (outer to any per-request tenant)."""
+    isolation: str = "tenant"
+    """``tenant``: each request's tenant salts its keys too; ``shared``: one cache for all."""
+    remember_tenants: int = 1024
+    """Per-tenant hashers kept; the least recently used one is rebuilt when needed again."""
 
     def __post_init__(self) -> None:
-        if self.write_queue_blocks < 1 or self.remember_written < 1:
-            raise ConfigError("write_queue_blocks and remember_written must be >= 1")
+        if self.write_queue_blocks < 1 or self.remember_written < 1 or self.remember_tenants < 1:
+            raise ConfigError(
+                "write_queue_blocks, remember_written and remember_tenants must be >= 1"
+            )
+        if self.isolation not in ISOLATIONS:
+            raise ConfigError(
+                f"isolation must be tenant or shared, got {self.isolation!r} "
+                "(tenant keeps each client's cache apart; shared lets clients reuse each other's)"
+            )
 
 
 @dataclass
@@ -86,6 +107,7 @@ class WarehousePrefixProvider:
         self.hasher = BlockHasher(
             layout.fingerprint, block_tokens=layout.block_tokens, tenant=self.config.tenant
         )
+        self._hashers: OrderedDict[str, BlockHasher] = OrderedDict()
         self._raw_dtype = _RAW_VIEWS.get(layout.dtype, layout.dtype)
         self._queue: queue.Queue[tuple[str, int, list[np.ndarray]] | None] = queue.Queue(
             self.config.write_queue_blocks
@@ -98,9 +120,30 @@ class WarehousePrefixProvider:
 
     # -- PrefixProvider ---------------------------------------------------------------------
 
-    def lookup(self, token_ids: Sequence[int]) -> PrefixKV | None:
-        """The longest verified cached prefix of ``token_ids`` worth loading, or None."""
-        keys = self.hasher.keys(token_ids)
+    def hasher_for(self, tenant: str | None) -> BlockHasher:
+        """The hasher keying ``tenant``'s requests (the server-wide one when shared or None)."""
+        if tenant is None or self.config.isolation == "shared":
+            return self.hasher
+        with self._lock:
+            hasher = self._hashers.get(tenant)
+            if hasher is not None:
+                self._hashers.move_to_end(tenant)
+                return hasher
+        # The NUL-led, JSON-encoded pair cannot equal a server-wide salt typed in a spec, and
+        # the server salt stays outside, so two servers with different salts never collide.
+        salt = "\x00request-tenant:" + json.dumps([self.config.tenant, tenant])
+        hasher = BlockHasher(
+            self.layout.fingerprint, block_tokens=self.layout.block_tokens, tenant=salt
+        )
+        with self._lock:
+            self._hashers[tenant] = hasher
+            while len(self._hashers) > self.config.remember_tenants:
+                self._hashers.popitem(last=False)
+        return hasher
+
+    def lookup(self, token_ids: Sequence[int], *, tenant: str | None = None) -> PrefixKV | None:
+        """The longest verified prefix of ``token_ids`` cached for ``tenant`` worth loading."""
+        keys = self.hasher_for(tenant).keys(token_ids)
         if not keys:
             return None
         loaded = self.store.load(keys, block_tokens=self.layout.block_tokens)
@@ -111,9 +154,11 @@ class WarehousePrefixProvider:
             return None
         return self._assemble(loaded.blocks)
 
-    def on_blocks_ready(self, token_ids: Sequence[int], kv: PrefixKV) -> None:
-        """Copy the blocks not yet written and queue them for the background writer."""
-        keys = self.hasher.keys(token_ids)
+    def on_blocks_ready(
+        self, token_ids: Sequence[int], kv: PrefixKV, *, tenant: str | None = None
+    ) -> None:
+        """Copy ``tenant``'s blocks not yet written and queue them for the background writer."""
+        keys = self.hasher_for(tenant).keys(token_ids)
         if not keys:
             return
         self._observe_prefill(keys[-1])
@@ -270,4 +315,5 @@ def build_prefix_provider(
         fingerprint=loaded.fingerprint,
     )
     store = build_store(config, fingerprint=loaded.fingerprint)
-    return WarehousePrefixProvider(store, layout, AdapterConfig(tenant=config.tenant), meter=meter)
+    adapter = AdapterConfig(tenant=config.tenant, isolation=config.isolation)
+    return WarehousePrefixProvider(store, layout, adapter, meter=meter)

@@ -104,7 +104,9 @@ def test_tenants_by_user_and_api_key(client: openai.OpenAI, server: RunningServe
     client.completions.create(
         model="tiny", prompt="b", max_tokens=3, extra_body={"ignore_eos": True}
     )
-    data = httpx.get(server.url + "/v1/tenants").json()["data"]
+    body = httpx.get(server.url + "/v1/tenants").json()
+    assert body["object"] == "list" and isinstance(body["data"], list)
+    data = {t["tenant"]: t for t in body["data"]}
     assert data["alice"]["completion_tokens"] == 2
     keyed = [k for k in data if k.startswith("key:")]
     assert len(keyed) == 1 and "secret-key" not in httpx.get(server.url + "/v1/tenants").text

@@ -147,8 +147,8 @@ def test_disconnect_mid_stream_frees_slot(server: RunningServer) -> None:
     assert server.engine.stats().running == 0
 
     def tenants() -> dict[str, Any]:
-        data: dict[str, Any] = httpx.get(server.url + "/v1/tenants").json()["data"]
-        return data
+        data: list[dict[str, Any]] = httpx.get(server.url + "/v1/tenants").json()["data"]
+        return {t["tenant"]: t for t in data}
 
     # The final (abort) output reaches the accounting just after the stats snapshot.
     assert _wait(lambda: "quitter" in tenants())
@@ -172,8 +172,8 @@ def test_client_giving_up_on_a_plain_request_aborts_it(server: RunningServer, pa
     assert server.engine.stats().running == 0
 
     def tenant() -> dict[str, Any]:
-        data: dict[str, Any] = httpx.get(server.url + "/v1/tenants").json()["data"]
-        return data.get(body["user"], {})
+        data: list[dict[str, Any]] = httpx.get(server.url + "/v1/tenants").json()["data"]
+        return next((t for t in data if t["tenant"] == body["user"]), {})
 
     assert _wait(lambda: tenant().get("requests") == 1)
     assert tenant()["completion_tokens"] < 6000

@@ -18,8 +18,9 @@ Endpoints
   cached and completion tokens, requests by finish reason, energy joules by component, source
   and scope, TTFT / inter-token / request latency histograms, queue length, running requests,
   KV tokens and usage ratio; plus ``tokenwatt_warehouse_*`` when a warehouse is attached).
-- ``GET /v1/tenants``: ``{"object": "list", "data": {tenant: {requests, prompt_tokens,
-  completion_tokens, energy_j, source, scope, energy_by_component}}}``; a tenant is the
+- ``GET /v1/tenants``: ``{"object": "list", "data": [{"object": "tenant", "tenant",
+  requests, prompt_tokens, completion_tokens, energy_j, source, scope, energy_by_component},
+  ...]}`` sorted by tenant; a tenant (also the warehouse isolation unit) is the
   request's ``user`` field, else ``key:`` + the first 12 hex digits of the SHA-256 of its bearer
   API key, else ``anonymous``.
 

@@ -184,7 +184,10 @@ def build_app(
     async def tenants() -> dict[str, Any]:
         return {
             "object": "list",
-            "data": {k: asdict(v) for k, v in state.metrics.tenants().items()},
+            "data": [
+                {"object": "tenant", "tenant": k, **asdict(v)}
+                for k, v in sorted(state.metrics.tenants().items())
+            ],
         }
 
     @app.post("/v1/completions", response_model=None)
@@ -244,7 +247,10 @@ def _check_model(state: _State, model: str) -> None:
 def _open(call: _Call, prompt: str | list[int], params: SamplingParams, param: str) -> OutputStream:
     """Submit now, so refusals are proper HTTP errors (never events inside a 200 stream)."""
     try:
-        return call.state.engine.open_stream(prompt, params, observer=call.observe)
+        # The tenant billed is the tenant whose cache the request may read (see engine.kv).
+        return call.state.engine.open_stream(
+            prompt, params, observer=call.observe, tenant=call.tenant
+        )
     except InvalidRequestError as exc:
         raise invalid(exc, param) from exc
     except EngineOverloadedError as exc:
