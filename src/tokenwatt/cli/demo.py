@@ -102,11 +102,17 @@ def plan_table(result: DemoResult) -> Table:
     """The planner's policies side by side (accelerator energy from public power presets)."""
     first = result.plan[0].result
     table = Table(
-        title="4. plan: one simulated hour of chat load, fleet policies",
+        title=(
+            f"4. plan: {first.arrived} chat requests over {first.duration_s / 3600:.2g} "
+            "simulated hours, fleet policies"
+        ),
         caption=escape(f"accelerator energy [{first.energy_source}; scope {first.energy_scope}]"),
     )
     for col in ("policy", "SLO", "J/req", "tok/J", "idle", "GPU-h", "fac. kWh", "kgCO2", "cost"):
-        table.add_column(col, justify="right" if col != "policy" else "left")
+        if col == "policy":
+            table.add_column(col, min_width=12, no_wrap=True)
+        else:
+            table.add_column(col, justify="right")
     for leg in result.plan:
         r = leg.result
         split = r.energy_split_j
@@ -114,14 +120,14 @@ def plan_table(result: DemoResult) -> Table:
         fac = r.facility
         table.add_row(
             leg.label,
-            _num(r.slo_attainment, ".1%"),
+            _num(r.slo_attainment, ".0%"),
             _num(r.j_per_request, ".0f"),
             _num(r.output_tokens_per_j, ".3g"),
             _num(idle, ".0%"),
-            _num(r.accelerator_hours, ".1f"),
-            _num(fac.get("facility_energy_j"), ".1f", 1 / 3.6e6),
-            _num(fac.get("carbon_g"), ".1f", 1e-3),
-            _num(fac.get("energy_cost"), ".2f"),
+            _num(r.accelerator_hours, ".2g"),
+            _num(fac.get("facility_energy_j"), ".2g", 1 / 3.6e6),
+            _num(fac.get("carbon_g"), ".2g", 1e-3),
+            _num(fac.get("energy_cost"), ".2g"),
         )
     return table
 
@@ -142,8 +148,9 @@ def print_result(result: DemoResult) -> None:
     days = static.facility.get("facility_energy_j", 0.0) / 3.6e6 / fac["household_kwh_per_day"]
     console.print(
         f"facility view: preset {fac['name']} (PUE {fac['pue']}, ERE {fac['ere']:.2f}, "
-        f"{fac['carbon_g_per_kwh']} gCO2/kWh, {fac['price_per_kwh']} {fac['currency']}/kWh; "
-        f"source: {fac['source']}). The static fleet's hour uses {days:.2f} days of an average "
+        f"{fac['carbon_g_per_kwh']} gCO2/kWh, {fac['price_per_kwh']} {fac['currency']}/kWh, a "
+        "placeholder price; "
+        f"source: {fac['source']}). The static fleet's run uses {days:.2g} days of an average "
         f"household's electricity ({fac['household_kwh_per_day']:.1f} kWh/day). Override the "
         "preset with the measure, bench and plan commands' facility options.",
         highlight=False,
