@@ -13,6 +13,8 @@ from tokenwatt.engine.model import LoadedModel
 from tokenwatt.engine.request import EngineOverloadedError, RequestOutput
 from tokenwatt.engine.sampling import SamplingParams
 
+from .test_core import TenantRecorder
+
 GREEDY = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
 
 
@@ -149,3 +151,12 @@ def test_mixed_load_with_aborts_leaks_nothing(tiny: LoadedModel) -> None:
     assert sorted(finished) == sorted(ids)
     reasons = {o.finish_reason for o in finished.values()}
     assert reasons <= {"stop", "length", "abort"}
+
+
+def test_tenant_reaches_the_provider_through_the_thread(tiny: LoadedModel) -> None:
+    """generate(tenant=...) hands the tenant to the prefix provider on the engine thread."""
+    provider = TenantRecorder()
+    with Engine(tiny, prefix_provider=provider) as eng:
+        eng.generate("x" * 40, GREEDY, timeout_s=30, tenant="acme")
+        eng.generate("x" * 40, GREEDY, timeout_s=30)
+    assert [t for call, t in provider.calls if call == "lookup"] == ["acme", None]

@@ -157,7 +157,7 @@ class Engine:
         self.config = config or EngineConfig()
         self.core = EngineCore(loaded, self.config, meter=meter, prefix_provider=prefix_provider)
         self._cond = threading.Condition()
-        self._inbox: list[tuple[str, str, Any, Any]] = []
+        self._inbox: list[tuple[str, str, Any, Any, str | None]] = []
         self._callbacks: dict[str, OutputCallback] = {}
         self._stats = EngineStats(kv=self.core.kv.usage())
         self._thread: threading.Thread | None = None
@@ -247,14 +247,14 @@ class Engine:
             if rid in self._callbacks:
                 raise EngineOverloadedError(f"request id {rid!r} is already in flight")
             self._callbacks[rid] = on_output
-            self._inbox.append(("add", rid, ids, (params, tenant)))
+            self._inbox.append(("add", rid, ids, params, tenant))
             self._cond.notify_all()
         return rid
 
     def abort(self, request_id: str) -> None:
         """Drop a request at the next step boundary and free its cache (no-op if finished)."""
         with self._cond:
-            self._inbox.append(("abort", request_id, None, None))
+            self._inbox.append(("abort", request_id, None, None, None))
             self._cond.notify_all()
 
     def generate(
@@ -333,10 +333,10 @@ class Engine:
                 commands, self._inbox = self._inbox, []
                 stopping = self._stopping
             outputs: list[RequestOutput] = []
-            for kind, rid, ids, params in commands:
+            for kind, rid, ids, params, tenant in commands:
                 if kind == "add":
                     try:
-                        core.add_request(rid, ids, params[0], tenant=params[1])
+                        core.add_request(rid, ids, params, tenant=tenant)
                     except Exception as exc:
                         outputs.append(
                             RequestOutput(rid, finished=True, finish_reason="error", error=str(exc))
