@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import typer
 from rich.table import Table
@@ -15,6 +17,8 @@ from tokenwatt.warehouse.redis_tier import RedisTier
 from tokenwatt.warehouse.tier import Tier
 
 from ._common import console, fail, user_errors
+
+T = TypeVar("T")
 
 __all__ = ["register"]
 
@@ -69,6 +73,27 @@ def _redis_errors() -> tuple[type[BaseException], ...]:
     return (redis.RedisError, OSError)
 
 
+def _on_tier(
+    target: str | None,
+    disk: Path | None,
+    redis: str | None,
+    cluster: bool,
+    key_prefix: str,
+    timeout: float,
+    action: Callable[[Tier], T],
+) -> tuple[T, Tier, str]:
+    """Open the tier named by the options, run ``action`` on it, close it; clear errors."""
+    with user_errors():
+        disk, redis = _resolve_target(target, disk, redis)
+        tier = _open_tier(disk, redis, cluster, key_prefix, timeout)
+        try:
+            return action(tier), tier, str(disk or redis)
+        except _redis_errors() as exc:
+            raise fail(f"cannot read {redis}: {exc} (is the server running?)") from None
+        finally:
+            tier.close()
+
+
 def stats(
     target: str | None = TargetArg,
     disk: Path | None = DiskOpt,
@@ -79,15 +104,9 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Blocks, bytes, block sizes and model fingerprints held by a tier."""
-    with user_errors():
-        disk, redis = _resolve_target(target, disk, redis)
-        tier = _open_tier(disk, redis, cluster, key_prefix, timeout)
-        try:
-            summary = summarize_tier(tier)
-        except _redis_errors() as exc:
-            raise fail(f"cannot read {redis}: {exc} (is the server running?)") from None
-        finally:
-            tier.close()
+    summary, tier, where = _on_tier(
+        target, disk, redis, cluster, key_prefix, timeout, summarize_tier
+    )
     bad_files = tier.rejected_at_open if isinstance(tier, DiskTier) else 0
     if as_json:
         console.print_json(
@@ -102,7 +121,7 @@ def stats(
             )
         )
         return
-    table = Table(title=f"warehouse tier {disk or redis}")
+    table = Table(title=f"warehouse tier {where}")
     table.add_column("field")
     table.add_column("value", justify="right")
     table.add_row("blocks", str(summary.blocks))
@@ -126,15 +145,9 @@ def verify(
     remove: bool = typer.Option(False, "--remove", help="Delete the blocks that fail."),
 ) -> None:
     """Check every block's header, key and checksum; exit 1 if any is bad (unless removed)."""
-    with user_errors():
-        disk, redis = _resolve_target(target, disk, redis)
-        tier = _open_tier(disk, redis, cluster, key_prefix, timeout)
-        try:
-            report = verify_tier(tier, remove=remove)
-        except _redis_errors() as exc:
-            raise fail(f"cannot read {redis}: {exc} (is the server running?)") from None
-        finally:
-            tier.close()
+    report, _, _ = _on_tier(
+        target, disk, redis, cluster, key_prefix, timeout, lambda t: verify_tier(t, remove=remove)
+    )
     for bad in report.bad:
         console.print(f"[red]bad[/] {bad.key}: {bad.reason}", highlight=False)
     console.print(
@@ -158,15 +171,7 @@ def clear(
     """Delete every block of a tier (needs --yes)."""
     if not yes:
         raise fail("clear deletes every block of the tier; add --yes to confirm")
-    with user_errors():
-        disk, redis = _resolve_target(target, disk, redis)
-        tier = _open_tier(disk, redis, cluster, key_prefix, timeout)
-        try:
-            removed = clear_tier(tier)
-        except _redis_errors() as exc:
-            raise fail(f"cannot reach {redis}: {exc} (is the server running?)") from None
-        finally:
-            tier.close()
+    removed, _, _ = _on_tier(target, disk, redis, cluster, key_prefix, timeout, clear_tier)
     console.print(f"removed {removed} blocks", highlight=False)
 
 
