@@ -15,6 +15,7 @@ from tokenwatt.plan.calibrate import (
     StepRecord,
     calibrate,
     monotone,
+    overhead_from_profile,
     power_from_profile,
     profile_from_steps,
     serving_from_profile,
@@ -268,6 +269,24 @@ def test_serving_from_profile_defaults_to_none(tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     write_profile(_profile(meter=False), path)
     assert serving_from_profile(path) == (0.0, 0.0)
+    assert overhead_from_profile(path) == ()
+
+
+def test_profile_from_steps_keeps_the_overhead_distribution(tmp_path: Path) -> None:
+    """Per-request overheads become quantiles under serving; overhead_from_profile reads them,
+    and reads an older profile's one constant as a one-point distribution."""
+    overheads = [0.001 * i for i in range(1, 101)]
+    profile = profile_from_steps(
+        _steps(), "s", request_overhead_s=0.05, request_overheads_s=overheads, overhead_points=4
+    )
+    assert profile["serving"]["request_quantiles_s"] == pytest.approx([0.013, 0.038, 0.063, 0.088])
+    path = tmp_path / "p.json"
+    write_profile(profile, path)
+    assert overhead_from_profile(path) == pytest.approx((0.013, 0.038, 0.063, 0.088))
+    assert serving_from_profile(path) == (0.05, 0.0)
+    del profile["serving"]["request_quantiles_s"]
+    write_profile(profile, path)
+    assert overhead_from_profile(path) == (0.05,)
 
 
 def test_bad_spec_is_refused() -> None:

@@ -134,3 +134,25 @@ def test_warehouse_tier_entries_must_be_objects() -> None:
         "config warehouse.tiers[0] must be an object, got 5 "
         '(e.g. {"name": "dram", "capacity_bytes": 5e11, "bandwidth_bytes_per_s": 25e9})'
     )
+
+
+def test_request_overhead_quantiles_from_json() -> None:
+    """A JSON list of overheads becomes a tuple (the config stays hashable) and round-trips."""
+    c = PlanConfig().replace(**{"replica.request_overhead_quantiles_s": [0.004, 0.02]})
+    assert c.replica.request_overhead_quantiles_s == (0.004, 0.02)
+    assert PlanConfig.from_dict(c.to_dict()) == c
+
+
+@pytest.mark.parametrize(
+    ("replica", "match"),
+    [
+        ({"request_overhead_quantiles_s": [0.1, -0.1]}, "list of seconds >= 0"),
+        ({"request_overhead_quantiles_s": "0.1"}, "list of seconds >= 0"),
+        ({"request_overhead_quantiles_s": [0.1], "request_overhead_s": 0.2}, "not both"),
+        ({"request_overhead_s": -1.0}, "request_overhead_s must be >= 0"),
+    ],
+)
+def test_bad_request_overheads_are_refused(replica: dict[str, object], match: str) -> None:
+    """Negative or non-list overheads, or a constant and a distribution at once, are refused."""
+    with pytest.raises(ConfigError, match=match):
+        PlanConfig.from_dict({"replica": replica})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,13 @@ from tokenwatt.workload.types import Request
 
 from .conftest import poisson_requests
 from .test_simulator import _same
+
+_OVERHEADS: list[dict[str, Any]] = [
+    {},
+    {"request_overhead_s": 0.01},
+    {"request_overhead_quantiles_s": (0.001, 0.004, 0.05, 0.4)},
+]
+"""None, a constant, and a long-tailed distribution (draws that reorder close arrivals)."""
 
 
 def _case(k: int) -> tuple[PlanConfig, list[Request]]:
@@ -43,7 +51,7 @@ def _case(k: int) -> tuple[PlanConfig, list[Request]]:
             max_prefill_tokens=rng.choice([256, 2048]),
             chunked_prefill=rng.random() < 0.5,
             prefix_cache_tokens=rng.choice([0, 200, None]),
-            request_overhead_s=rng.choice([0.0, 0.01]),
+            **rng.choice(_OVERHEADS),
         ),
         warehouse=WarehouseConfig(tiers),
         drop_after_s=rng.choice([None, 5.0, 60.0]),
@@ -60,14 +68,14 @@ def _case(k: int) -> tuple[PlanConfig, list[Request]]:
     return cfg, reqs
 
 
-@pytest.mark.parametrize("k", range(12))
+@pytest.mark.parametrize("k", range(16))
 def test_random_configuration_fast_equals_step(k: int) -> None:
     """Seeded random routers, autoscalers, limits, warehouses and chunking: same results."""
     cfg, reqs = _case(k)
     _same(simulate(cfg, reqs).to_dict(), simulate(cfg.replace(mode="step"), reqs).to_dict())
 
 
-@pytest.mark.parametrize("k", range(12))
+@pytest.mark.parametrize("k", range(16))
 def test_random_configuration_conserves_energy(k: int) -> None:
     """Over the same random cases, energy equals the integral of each replica's power steps."""
     cfg, reqs = _case(k)
@@ -82,3 +90,26 @@ def test_random_configuration_conserves_energy(k: int) -> None:
             integral += log[-1][1] * max(0.0, res.duration_s - log[-1][0])
     assert integral == pytest.approx(res.energy_j, rel=1e-9, abs=1e-9)
     assert res.completed + sum(res.dropped.values()) == res.arrived == len(reqs)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_overhead_distribution_fast_equals_step(chunked: bool) -> None:
+    """Per-request overheads drawn from a long-tailed distribution give the same results in
+    fast and step mode (the draw hangs on the request id, not on event order)."""
+    cfg = PlanConfig(
+        autoscaler="concurrency",
+        scaling=ScalingConfig(max_replicas=3, cold_start_s=2.0),
+        replica=ReplicaConfig(
+            max_batch=8,
+            kv_capacity_tokens=20000,
+            max_prefill_tokens=512,
+            chunked_prefill=chunked,
+            request_overhead_quantiles_s=(0.002, 0.005, 0.01, 0.3),
+        ),
+        seed=4,
+    )
+    reqs = poisson_requests(200, 8.0, seed=2, input_tokens=(10, 1500), output_tokens=(1, 200))
+    fast, step = simulate(cfg, reqs).to_dict(), simulate(cfg.replace(mode="step"), reqs).to_dict()
+    _same(fast, step)
+    constant = simulate(cfg.replace(**{"replica.request_overhead_quantiles_s": [0.079]}), reqs)
+    assert fast["latency_s"]["ttft_p99"] != constant.latency_s["ttft_p99"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tokenwatt.plan.config import (
     TierSpec,
     WarehouseConfig,
 )
+from tokenwatt.plan.ingress import IngressDelay
 from tokenwatt.plan.simulator import Simulation, simulate
 from tokenwatt.workload import open_trace
 from tokenwatt.workload.types import Request
@@ -299,3 +301,63 @@ def test_autoscaler_scales_down_after_a_burst(constant_model: ConstantModel) -> 
     assert res.peak_replicas == 6
     assert replicas[-1] == 1.0
     assert res.energy_split_j["cold_start"] == pytest.approx(5 * 50.0 * 5.0)
+
+
+def _ids_with_delay(delay: IngressDelay, value: float, count: int) -> list[str]:
+    """The first ``count`` ids ``x0, x1, ...`` that draw ``value``."""
+    ids = (f"x{i}" for i in itertools.count())
+    return list(itertools.islice((r for r in ids if delay.delay_s(r) == value), count))
+
+
+def test_overhead_distribution_known_answer(constant_model: ConstantModel) -> None:
+    """Two equally likely overheads, 0.25 s and 0.75 s: requests far apart each see TTFT
+    1 s of prefill plus its own draw, and both draws occur."""
+    cfg = _one_replica(**{"replica.request_overhead_quantiles_s": [0.25, 0.75]})
+    delay = IngressDelay((0.25, 0.75), seed=0)
+    ids = _ids_with_delay(delay, 0.25, 3) + _ids_with_delay(delay, 0.75, 1)
+    reqs = [Request(rid, 10.0 * i, 100, 1) for i, rid in enumerate(ids)]
+    sim = Simulation(cfg, execution=constant_model, power=FLAT_POWER)
+    res = sim.run(reqs)
+    ttft = sim.metrics.ttft
+    assert (ttft.min, ttft.max) == pytest.approx((1.25, 1.75))
+    assert res.latency_s["ttft_mean"] == pytest.approx((3 * 1.25 + 1.75) / 4)
+
+
+def test_overhead_can_reorder_requests(constant_model: ConstantModel) -> None:
+    """A later request with a shorter overhead reaches the replica first: a (t=0, 0.75 s) waits
+    behind b (t=0.1, 0.25 s) whose prefill runs [0.35, 1.35]; a's runs [1.35, 2.35]."""
+    cfg = _one_replica(**{"replica.request_overhead_quantiles_s": [0.25, 0.75]})
+    delay = IngressDelay((0.25, 0.75), seed=0)
+    slow, fast = _ids_with_delay(delay, 0.75, 1)[0], _ids_with_delay(delay, 0.25, 1)[0]
+    reqs = [Request(slow, 0.0, 100, 1), Request(fast, 0.1, 100, 1)]
+    sim = Simulation(cfg, execution=constant_model, power=FLAT_POWER)
+    res = sim.run(reqs)
+    assert (sim.metrics.ttft.min, sim.metrics.ttft.max) == pytest.approx((1.25, 2.35))
+    assert res.completed == 2
+
+
+def test_overhead_from_the_profile_by_default(
+    constant_model: ConstantModel, tmp_path: Path
+) -> None:
+    """With request_overhead_s unset, a profile's measured overheads apply; 0 overrides them."""
+    path = tmp_path / "p.json"
+    serving = {"request_s": 0.4, "token_s": 0.0, "request_quantiles_s": [0.5]}
+    path.write_text(json.dumps({"prefill": [[1, 0.1]], "decode": [[1, 0.1]], "serving": serving}))
+    cfg = _one_replica(profile_path=str(path))
+    res = simulate(cfg, [Request("a", 0.0, 100, 1)], constant_model, FLAT_POWER)
+    assert res.latency_s["ttft_mean"] == pytest.approx(1.5)
+    off = cfg.replace(**{"replica.request_overhead_s": 0.0})
+    res = simulate(off, [Request("a", 0.0, 100, 1)], constant_model, FLAT_POWER)
+    assert res.latency_s["ttft_mean"] == pytest.approx(1.0)
+
+
+def test_overhead_keeps_ticking_for_requests_in_flight(constant_model: ConstantModel) -> None:
+    """A fleet scaled from zero still serves a request whose overhead outlasts the trace."""
+    cfg = PlanConfig(
+        autoscaler="concurrency",
+        scaling=ScalingConfig(min_replicas=0, max_replicas=1, cold_start_s=1.0, tick_s=1.0),
+        replica=ReplicaConfig(request_overhead_s=5.0),
+    )
+    res = simulate(cfg, [Request("a", 0.0, 100, 1)], constant_model, FLAT_POWER)
+    assert res.completed == 1
+    assert res.dropped == {}

@@ -27,6 +27,7 @@ from tokenwatt.energy.meter import Meter
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.execution import ProfileModel, resolve_profile
 from tokenwatt.plan.hardware import PowerModel
+from tokenwatt.plan.ingress import overhead_quantiles
 
 __all__ = [
     "CalibrationSpec",
@@ -36,6 +37,7 @@ __all__ = [
     "StepTarget",
     "calibrate",
     "monotone",
+    "overhead_from_profile",
     "power_from_profile",
     "profile_from_steps",
     "serving_from_profile",
@@ -421,6 +423,8 @@ def profile_from_steps(
     request_overhead_s: float = 0.0,
     statistic: str = "mean",
     jitter_points: int = 40,
+    request_overheads_s: Sequence[float] = (),
+    overhead_points: int = 40,
 ) -> dict[str, Any]:
     """A profile (``write_profile``'s dict) from steps observed while serving.
 
@@ -435,7 +439,9 @@ def profile_from_steps(
     With ``energy``, one busy power for every phase:
     the window's joules less its idle draw, over the summed step seconds.
     ``request_overhead_s`` (the serving time outside the engine per request) is stored under
-    ``serving`` for ``serving_from_profile``.
+    ``serving`` for ``serving_from_profile``; ``request_overheads_s``, that time measured per
+    request, is stored there as ``overhead_points`` quantiles (``request_quantiles_s``) for
+    ``overhead_from_profile``: the simulator draws each request's overhead from them.
     """
     if bins_per_octave < 1 or min_samples < 1 or jitter_points < 0:
         raise ConfigError(
@@ -470,6 +476,9 @@ def profile_from_steps(
         "serving": {"request_s": request_overhead_s, "token_s": 0.0},
         "steps": len(steps),
     }
+    if request_overheads_s:
+        quantiles = overhead_quantiles(request_overheads_s, overhead_points)
+        profile["serving"]["request_quantiles_s"] = list(quantiles)
     if jitter_points and len(pre_points) >= jitter_points:
         table = [(x, t) for x, t in zip(pre_x, pre_t, strict=True)]
         model_t = _Rows(table)
@@ -510,5 +519,22 @@ def serving_from_profile(path: str | Path) -> tuple[float, float]:
         data = json.loads(p.read_text())
         serving = data.get("serving") or {}
         return float(serving.get("request_s", 0.0)), float(serving.get("token_s", 0.0))
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"profile file {p}: bad serving section ({exc})") from None
+
+
+def overhead_from_profile(path: str | Path) -> tuple[float, ...]:
+    """The per-request serving overheads (equally likely seconds) a profile carries: its
+    measured quantiles, else its one constant (older profiles), else () when it has none."""
+    p = resolve_profile(path)
+    try:
+        data = json.loads(p.read_text())
+        serving = data.get("serving") or {}
+        quantiles = serving.get("request_quantiles_s")
+        if quantiles:
+            return tuple(float(q) for q in quantiles)
+        if "request_s" in serving:
+            return (float(serving["request_s"]),)
+        return ()
     except (ValueError, AttributeError, TypeError) as exc:
         raise ConfigError(f"profile file {p}: bad serving section ({exc})") from None

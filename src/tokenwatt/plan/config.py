@@ -80,9 +80,14 @@ class ReplicaConfig:
     True: prompt chunks share each iteration with the running decodes (vLLM V1, tokenwatt)."""
     kv_capacity_tokens: int | None = None
     """KV-cache capacity in tokens; None derives it from accelerator memory minus weights."""
-    request_overhead_s: float = 0.0
+    request_overhead_s: float | None = None
     """Fixed seconds each request spends outside engine steps before it can be scheduled
-    (HTTP, tokenization, queue hand-off); it adds to TTFT and end-to-end latency."""
+    (HTTP, tokenization, queue hand-off, the first token's way back); it adds to TTFT and
+    end-to-end latency. None: the distribution the profile (``profile_path``) measured, if it
+    carries one, else 0."""
+    request_overhead_quantiles_s: tuple[float, ...] = ()
+    """Equally likely per-request overheads in seconds (e.g. 40 measured quantiles) instead of
+    one constant: each request draws one by a hash of its id and ``seed``. Empty: not used."""
     token_overhead_s: float = 0.0
     """Serving seconds per token a step emits (detokenising, streaming), added to every
     iteration: batch x this for decodes, one per finished prompt for prefills."""
@@ -99,8 +104,29 @@ class ReplicaConfig:
             f"replica: kv_capacity_tokens must be > 0, got {self.kv_capacity_tokens}",
         )
         _check(
-            self.request_overhead_s >= 0 and math.isfinite(self.request_overhead_s),
+            self.request_overhead_s is None
+            or (self.request_overhead_s >= 0 and math.isfinite(self.request_overhead_s)),
             f"replica: request_overhead_s must be >= 0, got {self.request_overhead_s}",
+        )
+        quantiles = self.request_overhead_quantiles_s
+        _check(
+            isinstance(quantiles, (list, tuple))
+            and all(
+                isinstance(q, (int, float))
+                and not isinstance(q, bool)
+                and q >= 0
+                and math.isfinite(q)
+                for q in quantiles
+            ),
+            "replica: request_overhead_quantiles_s must be a list of seconds >= 0, e.g. "
+            f"[0.004, 0.006, 0.02], got {quantiles!r}",
+        )
+        # JSON gives a list; a tuple keeps the config hashable and immutable
+        object.__setattr__(self, "request_overhead_quantiles_s", tuple(map(float, quantiles)))
+        _check(
+            not (quantiles and self.request_overhead_s is not None),
+            "replica: set request_overhead_s (one constant) or request_overhead_quantiles_s "
+            "(a distribution), not both",
         )
         _check(
             self.token_overhead_s >= 0 and math.isfinite(self.token_overhead_s),

@@ -15,7 +15,7 @@ from tokenwatt.plan.replica import Replica, SimRequest
 if TYPE_CHECKING:
     from tokenwatt.plan.simulator import Simulation
 
-__all__ = ["Arrival", "Event", "IterationEnd", "ReplicaReady", "Tick"]
+__all__ = ["Arrival", "Event", "Ingress", "IterationEnd", "ReplicaReady", "Tick"]
 
 
 class Event:
@@ -37,7 +37,9 @@ def _wakeups(ws: Sequence[Wakeup]) -> list[Event]:
 
 
 class Arrival(Event):
-    """A request arrives and is routed; the next request of the trace is read then."""
+    """A request arrives (at its trace time) and, after its serving overhead, is routed; the
+    next request of the trace is read then, so arrivals stay in trace order whatever each
+    request's overhead."""
 
     __slots__ = ("request",)
     priority = 0
@@ -47,18 +49,40 @@ class Arrival(Event):
         self.request = request
 
     def handle(self, sim: Simulation) -> Sequence[Event]:
-        """Route the request and schedule the next arrival."""
+        """Route the request (now, or at its ingress) and schedule the next arrival."""
         sim.metrics.arrived += 1
         sim.arrivals_since_tick += 1
         sim.timeline.arrival(self.time_s)
         out: list[Event] = []
-        w = sim.fleet.route(self.request, self.time_s)
-        if w is not None:
-            out.append(IterationEnd(w[0], w[1], w[2]))
+        delay_s = sim.ingress.delay_s(self.request.request_id)
+        if delay_s > 0:
+            sim.in_flight += 1
+            out.append(Ingress(self.time_s + delay_s, self.request))
+        else:
+            w = sim.fleet.route(self.request, self.time_s)
+            if w is not None:
+                out.append(IterationEnd(w[0], w[1], w[2]))
         nxt = sim.next_arrival()
         if nxt is not None:
             out.append(nxt)
         return out
+
+
+class Ingress(Event):
+    """A request leaves the serving stack (its overhead spent) and is routed to a replica."""
+
+    __slots__ = ("request",)
+    priority = 0
+
+    def __init__(self, time_s: float, request: SimRequest) -> None:
+        self.time_s = time_s
+        self.request = request
+
+    def handle(self, sim: Simulation) -> Sequence[Event]:
+        """Route the request."""
+        sim.in_flight -= 1
+        w = sim.fleet.route(self.request, self.time_s)
+        return () if w is None else (IterationEnd(w[0], w[1], w[2]),)
 
 
 class IterationEnd(Event):
@@ -120,9 +144,11 @@ class Tick(Event):
         target = sim.governor.decide(now, state.current, rec)
         starts = fleet.scale_to(target, now) if target != state.current else []
         out: list[Event] = [ReplicaReady(t, r, v) for t, r, v in starts]
-        if sim.exhausted and state.outstanding == 0:
+        # requests still in the serving stack will reach the fleet: keep ticking for them
+        done = sim.exhausted and sim.in_flight == 0
+        if done and state.outstanding == 0:
             return out
-        if sim.exhausted and target == 0 and state.current == 0:
+        if done and target == 0 and state.current == 0:
             sim.stalled = True
             return out
         out.append(Tick(now + sim.tick_s))

@@ -190,7 +190,7 @@ def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
-def _mix(a: int, b: int, c: int) -> int:
+def mix_hash(a: int, b: int, c: int) -> int:
     """A well-spread 32-bit hash of three sizes (stable across processes, unlike str hashes)."""
     h = (a * 0x9E3779B1 + b * 0x85EBCA77 + c * 0xC2B2AE3D) & 0xFFFFFFFF
     h ^= h >> 16
@@ -267,7 +267,7 @@ class ProfileModel:
         t = _interp(xs, ys, float(tokens))
         jitter = self.prefill_jitter
         if jitter:
-            t *= jitter[_mix(tokens, batch, attention_pairs) % len(jitter)]
+            t *= jitter[mix_hash(tokens, batch, attention_pairs) % len(jitter)]
         return t
 
     def decode_s(self, batch: int, context_tokens: int, steps: int) -> float:

@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from tokenwatt.errors import ConfigError, TraceError
 from tokenwatt.plan.autoscalers import ScalingGovernor, make_autoscaler
-from tokenwatt.plan.calibrate import power_from_profile
+from tokenwatt.plan.calibrate import overhead_from_profile, power_from_profile
 from tokenwatt.plan.config import PlanConfig
 from tokenwatt.plan.events import Arrival, Event, Tick
 from tokenwatt.plan.execution import (
@@ -25,6 +25,7 @@ from tokenwatt.plan.execution import (
 )
 from tokenwatt.plan.fleet import Fleet
 from tokenwatt.plan.hardware import PowerModel, accelerator_preset, model_preset, power_preset
+from tokenwatt.plan.ingress import IngressDelay
 from tokenwatt.plan.metrics import Metrics, Timeline
 from tokenwatt.plan.replica import ReplicaEnv, SimRequest
 from tokenwatt.plan.results import PlanResult, build_result
@@ -116,7 +117,9 @@ class Simulation:
         self.iterations = 0
         self.events = 0
         self.last_tick_s = 0.0
-        self._ingress_s = rc.request_overhead_s
+        self.ingress = IngressDelay(_overheads(config), config.seed)
+        self.in_flight = 0
+        """Requests that arrived but are still in the serving stack (not yet at a replica)."""
         self._source: Iterator[SimRequest] | None = None
         self._last_arrival_s = 0.0
 
@@ -134,8 +137,7 @@ class Simulation:
                 f"one ({self._last_arrival_s} s); sort the trace by arrival time"
             )
         self._last_arrival_s = req.arrival_s
-        # a constant delay keeps arrivals in order; latency still counts from arrival_s
-        return Arrival(req.arrival_s + self._ingress_s, req)
+        return Arrival(req.arrival_s, req)
 
     def run(self, requests: Iterable[Request]) -> PlanResult:
         """Simulate ``requests`` (arrival order, streamed) to the end; returns the result."""
@@ -189,6 +191,18 @@ class Simulation:
             raise AssertionError(
                 f"planner bug: {self.metrics.arrived} arrived, {accounted} completed or dropped"
             )
+
+
+def _overheads(config: PlanConfig) -> tuple[float, ...]:
+    """The per-request overheads: the config's distribution or constant, else the profile's."""
+    rc = config.replica
+    if rc.request_overhead_quantiles_s:
+        return rc.request_overhead_quantiles_s
+    if rc.request_overhead_s is not None:
+        return (rc.request_overhead_s,)
+    if config.profile_path:
+        return overhead_from_profile(config.profile_path) or (0.0,)
+    return (0.0,)
 
 
 def _from_requests(requests: Iterable[Request]) -> Iterator[SimRequest]:
