@@ -361,3 +361,26 @@ def test_overhead_keeps_ticking_for_requests_in_flight(constant_model: ConstantM
     res = simulate(cfg, [Request("a", 0.0, 100, 1)], constant_model, FLAT_POWER)
     assert res.completed == 1
     assert res.dropped == {}
+
+
+@pytest.mark.parametrize("mode", ["fast", "step"])
+def test_decodes_filling_the_budget_hold_back_prompts(
+    constant_model: ConstantModel, mode: str
+) -> None:
+    """As in the engine, decodes take the step budget first: with a budget of 2 tokens and two
+    requests decoding, c's prompt waits until one finishes (no prompt token is squeezed in).
+    a: prompt [0, 1]; b (queued behind a): 1-token prompt fused with a's decode [1, 2]; at 2 s
+    a and b fill the budget, so c (arrived 0.5 s) waits while they decode [2, 2.2] (a done);
+    c's prompt fused with b's last decode [2.2, 3.2]; c's decode [3.2, 3.3]."""
+    cfg = _one_replica(
+        mode=mode,
+        **{"replica.chunked_prefill": True, "replica.max_prefill_tokens": 2},
+    )
+    reqs = [Request("a", 0.0, 1, 4), Request("b", 0.0, 1, 4), Request("c", 0.5, 1, 2)]
+    sim = Simulation(cfg, execution=constant_model, power=FLAT_POWER)
+    res = sim.run(reqs)
+    assert res.completed == 3
+    assert res.latency_s["ttft_mean"] == pytest.approx((1.0 + 2.0 + 2.7) / 3)
+    assert (sim.metrics.ttft.min, sim.metrics.ttft.max) == pytest.approx((1.0, 2.7))
+    assert res.latency_s["e2e_mean"] == pytest.approx((2.2 + 3.2 + 2.8) / 3)
+    assert res.energy_split_j["prefill"] == pytest.approx(3 * 400.0)

@@ -314,9 +314,15 @@ class Replica:
 
     def _plan_chunks(self, now: float) -> tuple[int, int, float]:
         """Fill one fused iteration's token budget (decodes count one each) with prompt chunks:
-        started prompts first, then newly admitted ones; returns tokens, pairs, load seconds."""
+        started prompts first, then newly admitted ones; returns tokens, pairs, load seconds.
+
+        As in the engine's scheduler, decodes take the budget first; when they fill it, no
+        prompt token runs (prompts wait for a decode to finish). Each prompt that completes
+        took at least one token of what the decodes left, so decoding requests never outnumber
+        the budget and the engine's round robin (budget below the decoding batch) never arises.
+        """
         env = self.env
-        budget = max(1, env.max_prefill_tokens - len(self.running))
+        budget = env.max_prefill_tokens - len(self.running)
         tokens = pairs = 0
         load_s = 0.0
         chunks = self.chunks
