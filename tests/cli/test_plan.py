@@ -135,16 +135,65 @@ def test_presets_lists_sources() -> None:
 
 @pytest.mark.slow
 def test_calibrate_quick_writes_profile(tmp_path: Path) -> None:
-    """`plan calibrate --quick` profiles the tiny engine into a file `plan run` accepts."""
+    """`plan calibrate --method isolated --quick` profiles the tiny engine into a file `plan
+    run` accepts."""
     prof = tmp_path / "p.json"
     result = runner.invoke(
-        app, ["plan", "calibrate", "--quick", "--device", "cpu", "--no-meter", "-o", str(prof)]
+        app,
+        [
+            "plan",
+            "calibrate",
+            "--method",
+            "isolated",
+            "--quick",
+            "--device",
+            "cpu",
+            "--no-meter",
+            "-o",
+            str(prof),
+        ],
     )
     assert result.exit_code == 0, result.output
     run = runner.invoke(
         app, ["plan", "run", "-n", "20", "--set", f'profile_path="{prof}"', "--replicas", "1"]
     )
     assert run.exit_code == 0, run.output
+
+
+@pytest.mark.slow
+def test_calibrate_served_quick_writes_profile(tmp_path: Path) -> None:
+    """`plan calibrate --quick` (served, the default) serves the tiny engine on loopback and
+    writes a profile with the per-request overhead distribution, which `plan run` uses."""
+    prof = tmp_path / "p.json"
+    args = ["plan", "calibrate", "--quick", "--device", "cpu", "--threads", "1", "-o", str(prof)]
+    result = runner.invoke(app, [*args, "--rate", "20"])
+    assert result.exit_code == 0, result.output
+    assert "request overhead: median" in result.output
+    profile = json.loads(prof.read_text())
+    assert len(profile["serving"]["request_quantiles_s"]) == 40
+    assert profile["power"]["kind"] == "calibrated"
+    assert profile["provenance"]["method"].startswith("served")
+    run = runner.invoke(
+        app, ["plan", "run", "-n", "20", "--set", f'profile_path="{prof}"', "--replicas", "1"]
+    )
+    assert run.exit_code == 0, run.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--method", "guess"], "--method must be served or isolated, got 'guess'"),
+        (["--rate", "0"], "rate must be a finite number > 0"),
+        (["--requests", "0"], "requests must be >= 1"),
+        (["--max-batch", "0"], "--max-batch and --step-tokens must be >= 1"),
+        (["-o", "/nonexistent-folder/p.json"], "the folder /nonexistent-folder does not exist"),
+    ],
+)
+def test_calibrate_bad_options_are_clear_errors(extra: list[str], message: str) -> None:
+    """Bad calibrate options exit 2 with a message naming them, before any engine starts."""
+    result = runner.invoke(app, ["plan", "calibrate", "--no-meter", *extra])
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()), result.output
 
 
 def test_sweep_runs_the_cross_product(tmp_path: Path) -> None:

@@ -427,61 +427,189 @@ def presets() -> None:
     console.print(models)
 
 
-@plan_app.command("calibrate")
+_METHODS = ("served", "isolated")
+"""Calibration methods ``plan calibrate --method`` accepts."""
+
+
+_CALIBRATE_HELP = (
+    "Profile the reference engine (step times, power, serving overhead) into a profile file.\n\n"
+    "The default method, served, serves the engine over HTTP on loopback (127.0.0.1, a free "
+    "port), replays a Poisson workload of unique prompts with the bench client from its own "
+    "process, and records every engine step, each request's time outside the engine (kept as "
+    "40 quantiles) and the meters. Then `tokenwatt plan run --set profile_path=FILE` simulates "
+    "with it."
+)
+
+
+@plan_app.command("calibrate", help=_CALIBRATE_HELP)
 def calibrate_cmd(
     out: Path = typer.Option(Path("profile.json"), "--out", "-o", help="Profile file to write."),
+    method: str = typer.Option(
+        "served",
+        "--method",
+        help="served: serve the engine over HTTP on loopback and fit the steps it runs under "
+        "load, with the per-request serving overhead (what the fidelity benchmark found "
+        "faithful); isolated: time single steps in process (faster, misses serving costs).",
+    ),
     model: str = typer.Option("tiny", "--model", help="Engine preset or checkpoint directory."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     meter: bool = typer.Option(True, "--meter/--no-meter", help="Measure power with meters."),
-    quick: bool = typer.Option(False, "--quick", help="Fewer sizes and repeats (a smoke run)."),
+    quick: bool = typer.Option(False, "--quick", help="Fewer sizes and requests (a smoke run)."),
     threads: int | None = typer.Option(
         None, "--threads", help="torch threads (1 is steadiest on a shared CPU)."
     ),
+    requests: int = typer.Option(
+        120, "--requests", "-n", help="served: requests in the calibration workload."
+    ),
+    rate: float = typer.Option(4.0, "--rate", help="served: Poisson arrivals per second."),
+    seed: int = typer.Option(1000, "--seed", help="served: seed of arrivals and lengths."),
+    idle_s: float = typer.Option(
+        3.0, "--idle-s", help="served: seconds of idle power metered before the workload."
+    ),
+    max_batch: int = typer.Option(16, "--max-batch", help="served: the engine's batch limit."),
+    step_tokens: int = typer.Option(
+        1024, "--step-tokens", help="served: the engine's token budget per step."
+    ),
 ) -> None:
-    """Profile the reference engine in process (step times, power) into a profile file."""
-    from tokenwatt.energy import CombinedMeter, detect_meters
-    from tokenwatt.engine import EngineConfig, EngineCore, load_model
-    from tokenwatt.plan.calibrate import CalibrationSpec, EngineTarget, calibrate, write_profile
-
+    """Profile the reference engine into a profile file (help: ``_CALIBRATE_HELP``)."""
     with user_errors():
-        spec = (
-            CalibrationSpec(
-                prefill_tokens=(16, 128),
-                decode_batches=(1, 4),
-                long_context=128,
-                decode_steps=3,
-                repeats=1,
-            )
-            if quick
-            else CalibrationSpec()
-        )
+        if method not in _METHODS:
+            raise ConfigError(f"--method must be served or isolated, got {method!r}")
+        _check_outputs(out)
         if threads is not None:
             import torch
 
             if threads < 1:
                 raise ConfigError(f"--threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
-        loaded = load_model(model, device=device)
-        engine_cfg = EngineConfig(
-            max_batch=max(spec.decode_batches), max_step_tokens=max(spec.prefill_tokens)
-        )
-        meters = detect_meters() if meter else []
-        combined = CombinedMeter(meters) if meters else None
-        try:
-            profile = calibrate(
-                lambda: EngineTarget(EngineCore(loaded, engine_cfg)), spec, combined, model
+        if method == "isolated":
+            profile = _calibrate_isolated(model, device, meter, quick)
+        else:
+            profile = _calibrate_served(
+                model,
+                device,
+                meter,
+                quick,
+                threads,
+                (requests, rate, seed, idle_s, max_batch, step_tokens),
             )
-        finally:
-            if combined is not None:
-                combined.close()
-        write_profile(profile, out)
+        _save(out, lambda p: _write_profile(profile, p))
         console.print(
             f"profile: {out} ({len(profile['prefill'])} prefill, "
             f"{len(profile['decode'])} decode points)"
         )
+        serving = profile.get("serving") or {}
+        quantiles = serving.get("request_quantiles_s")
+        if quantiles:
+            console.print(
+                f"request overhead: median {serving['request_s'] * 1e3:.2f} ms; quantiles "
+                f"{quantiles[0] * 1e3:.2f}-{quantiles[-1] * 1e3:.2f} ms"
+            )
         power = profile.get("power")
         if power:
             console.print(f"power: {power['source']}")
+
+
+def _write_profile(profile: dict[str, Any], path: Path) -> None:
+    from tokenwatt.plan.calibrate import write_profile
+
+    write_profile(profile, path)
+
+
+def _meter(meter: bool) -> Any:
+    from tokenwatt.energy import CombinedMeter, detect_meters
+
+    meters = detect_meters() if meter else []
+    return CombinedMeter(meters) if meters else None
+
+
+def _calibrate_isolated(model: str, device: str, meter: bool, quick: bool) -> dict[str, Any]:
+    from tokenwatt.engine import EngineConfig, EngineCore, load_model
+    from tokenwatt.plan.calibrate import CalibrationSpec, EngineTarget, calibrate
+
+    spec = (
+        CalibrationSpec(
+            prefill_tokens=(16, 128),
+            decode_batches=(1, 4),
+            long_context=128,
+            decode_steps=3,
+            repeats=1,
+        )
+        if quick
+        else CalibrationSpec()
+    )
+    loaded = load_model(model, device=device)
+    engine_cfg = EngineConfig(
+        max_batch=max(spec.decode_batches), max_step_tokens=max(spec.prefill_tokens)
+    )
+    combined = _meter(meter)
+    try:
+        return calibrate(
+            lambda: EngineTarget(EngineCore(loaded, engine_cfg)), spec, combined, model
+        )
+    finally:
+        if combined is not None:
+            combined.close()
+
+
+def _calibrate_served(
+    model: str,
+    device: str,
+    meter: bool,
+    quick: bool,
+    threads: int | None,
+    workload: tuple[int, float, int, float, int, int],
+) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from tokenwatt.engine import EngineConfig, load_model
+    from tokenwatt.plan.served import ServedCalibrationSpec, calibrate_served
+
+    requests, rate, seed, idle_s, max_batch, step_tokens = workload
+    if max_batch < 1 or step_tokens < 1:
+        raise ConfigError(
+            f"--max-batch and --step-tokens must be >= 1, got {max_batch} and {step_tokens}"
+        )
+    if quick:
+        requests, idle_s = min(requests, 40), min(idle_s, 0.5)
+    spec = ServedCalibrationSpec(
+        requests=requests,
+        rate_per_s=rate,
+        seed=seed,
+        idle_s=idle_s,
+        warmup_requests=2 if quick else 8,
+    )
+    loaded = load_model(model, device=device)
+    engine_cfg = EngineConfig(
+        max_batch=max_batch, max_step_tokens=step_tokens, torch_threads=threads
+    )
+    combined = _meter(meter)
+    columns = [
+        TextColumn("[bold]calibrate"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    try:
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("served", total=spec.requests)
+
+            def progress(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            profile = calibrate_served(
+                loaded,
+                engine_cfg,
+                spec,
+                model_name=model,
+                meter=combined,
+                progress=progress,
+            )
+            bar.update(task, completed=spec.requests)
+    finally:
+        if combined is not None:
+            combined.close()
+    return profile
 
 
 def register(app: typer.Typer) -> None:

@@ -16,10 +16,15 @@ from tokenwatt.plan.autoscalers import (
 )
 from tokenwatt.plan.calibrate import (
     CalibrationSpec,
+    EnergyWindow,
     EngineTarget,
+    StepRecord,
     StepTarget,
     calibrate,
+    overhead_from_profile,
     power_from_profile,
+    profile_from_steps,
+    serving_from_profile,
     write_profile,
 )
 from tokenwatt.plan.config import (
@@ -40,6 +45,7 @@ from tokenwatt.plan.hardware import (
     model_preset,
     power_preset,
 )
+from tokenwatt.plan.ingress import IngressDelay
 from tokenwatt.plan.report import render_html, write_report
 from tokenwatt.plan.results import PlanResult, facility_figures, load_result
 from tokenwatt.plan.routers import (
@@ -58,6 +64,12 @@ from tokenwatt.plan.search import (
     search_min_energy,
     sweep,
 )
+from tokenwatt.plan.served import (
+    ServedCalibrationSpec,
+    ServedRun,
+    ServedSession,
+    calibrate_served,
+)
 from tokenwatt.plan.simulator import Simulation, simulate, simulate_columns
 
 __all__ = [
@@ -65,10 +77,12 @@ __all__ = [
     "Autoscaler",
     "CalibrationSpec",
     "ConcurrencyAutoscaler",
+    "EnergyWindow",
     "EngineTarget",
     "ExecutionModel",
     "FacilityConfig",
     "FleetState",
+    "IngressDelay",
     "LeastOutstandingRouter",
     "ListWorkload",
     "ModelSpec",
@@ -87,8 +101,12 @@ __all__ = [
     "ScalingConfig",
     "ScalingGovernor",
     "SearchResult",
+    "ServedCalibrationSpec",
+    "ServedRun",
+    "ServedSession",
     "Simulation",
     "StaticAutoscaler",
+    "StepRecord",
     "StepTarget",
     "SyntheticWorkload",
     "TierSpec",
@@ -96,16 +114,20 @@ __all__ = [
     "WarehouseConfig",
     "accelerator_preset",
     "calibrate",
+    "calibrate_served",
     "facility_figures",
     "load_result",
     "make_autoscaler",
     "make_router",
     "model_preset",
+    "overhead_from_profile",
     "power_from_profile",
     "power_preset",
+    "profile_from_steps",
     "render_html",
     "run_workload",
     "search_min_energy",
+    "serving_from_profile",
     "simulate",
     "simulate_columns",
     "sweep",
