@@ -7,9 +7,13 @@ alternating rounds; prints median throughput (GB/s) of each and the ratio:
   immutable bytes without a copy, and the get with the payload CRC that DRAM reads skip);
 - disk: DiskTier.get_many (+ full verified decode) vs a plain sequential read of the same files;
 - Redis: RedisTier.get_many (+ full verified decode) vs raw redis-py MGET of the same values
-  (a redis-server is started on a free loopback port unless --redis URL is given).
+  (a redis-server is started on a free loopback port unless --redis URL is given);
+- checksums (--checksums): payload checksum candidates on blocks of this size: zlib CRC-32 (the
+  codec's format 1), XXH3-64 (format 2), XXH3-128, XXH64 and CRC32C (google-crc32c, when
+  installed), as throughput and ratio to CRC-32.
 
     .venv/bin/python benchmarks/warehouse_tiers.py --block-mib 1 --blocks 64 --repeats 9
+    .venv/bin/python benchmarks/warehouse_tiers.py --block-mib 0.03125 --blocks 400 --checksums
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ import statistics
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import xxhash
 
 from tokenwatt.warehouse.codec import decode_block, encode_block
 from tokenwatt.warehouse.disk import DiskTier
@@ -191,12 +197,51 @@ def bench_redis(keys: list[str], blocks: list[bytes], repeats: int, url: str) ->
     raw_client.close()
 
 
+def bench_checksums(blocks: list[bytes], repeats: int) -> None:
+    """Median throughput of each checksum over the blocks' payloads, as the codec hashes them
+    (a memoryview past the header), rotating which candidate goes first in each round."""
+    payloads = [memoryview(b)[256:] for b in blocks]
+    total = sum(map(len, payloads))
+    candidates: dict[str, Callable[[memoryview], object]] = {
+        "CRC-32 (zlib; format 1)": zlib.crc32,
+        "XXH3-64 (xxhash; format 2)": xxhash.xxh3_64_intdigest,
+        "XXH3-128 (xxhash)": xxhash.xxh3_128_intdigest,
+        "XXH64 (xxhash)": xxhash.xxh64_intdigest,
+    }
+    try:
+        import google_crc32c  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        print("CRC32C: skipped (pip install google-crc32c to compare it)")
+    else:
+        # Its value() takes bytes only, so the codec would have to copy the payload first.
+        impl = google_crc32c.implementation
+        candidates[f"CRC32C (google-crc32c {impl}, + copy)"] = lambda v: google_crc32c.value(
+            bytes(v)
+        )
+    seconds: dict[str, list[float]] = {name: [] for name in candidates}
+    names = list(candidates)
+    for i in range(repeats):
+        for name in names[i % len(names) :] + names[: i % len(names)]:
+            fn = candidates[name]
+            start = time.perf_counter()
+            for p in payloads:
+                fn(p)
+            seconds[name].append(time.perf_counter() - start)
+    crc_s = statistics.median(seconds["CRC-32 (zlib; format 1)"])
+    for name, runs in seconds.items():
+        s = statistics.median(runs)
+        print(f"checksum {name:<42} {total / s / 1e9:7.2f} GB/s | {crc_s / s:5.1f}x CRC-32")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--block-mib", type=float, default=1.0, help="payload size of one block")
     parser.add_argument("--blocks", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--redis", default=None, help="Redis URL (default: start a local server)")
+    parser.add_argument(
+        "--checksums", action="store_true", help="only compare payload checksums, no tiers"
+    )
     args = parser.parse_args()
     keys, blocks = _make_blocks(args.blocks, int(args.block_mib * (1 << 20)))
     total = sum(map(len, blocks))
@@ -204,6 +249,9 @@ def main() -> None:
         f"{args.blocks} blocks x {len(blocks[0]):,} bytes = {total / 1e6:.1f} MB, median of "
         f"{args.repeats} alternating rounds"
     )
+    if args.checksums:
+        bench_checksums(blocks, args.repeats)
+        return
     bench_dram(keys, blocks, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         bench_disk(keys, blocks, args.repeats, Path(tmp) / "disk")

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +145,16 @@ def _wait_cluster_ok(cli: str, nodes: list[RedisProcess]) -> None:
             return
         time.sleep(0.2)
     pytest.fail("the 3-node Redis Cluster did not reach cluster_state:ok in 30s")
+
+
+def as_version_1(block: bytes) -> bytes:
+    """``block`` (format 2) re-encoded in format version 1: a CRC-32 payload checksum in a
+    16-byte tail instead of XXH3-64 in a 20-byte one, header CRC-32 recomputed."""
+    header_len = struct.unpack_from("<I", block, 6)[0]
+    payload = block[header_len:]
+    head = struct.pack("<4sHI", b"TWKV", 1, header_len - 4) + block[10 : header_len - 20]
+    head += struct.pack("<QI", len(payload), zlib.crc32(payload))
+    return head + struct.pack("<I", zlib.crc32(head)) + payload
 
 
 def _kv_arrays(seed: int, tokens: int = 4) -> list[np.ndarray]:

@@ -14,6 +14,8 @@ from tokenwatt.warehouse.codec import encode_block
 from tokenwatt.warehouse.disk import DiskTier
 from tokenwatt.warehouse.keys import fingerprint_digest
 
+from .conftest import as_version_1
+
 FP = fingerprint_digest("m")
 A, B, C = "aa" * 16, "bb" * 16, "cc" * 16
 KV = Callable[..., list[np.ndarray]]
@@ -58,6 +60,19 @@ def test_bad_files_removed_at_open(tmp_path: Path, make_kv: KV) -> None:
     assert list(reopened.iter_keys()) == [C]
     assert reopened.rejected_at_open == 4
     assert not a_path.exists() and not b_path.exists() and c_path.exists()
+
+
+def test_previous_format_file_removed_at_open(tmp_path: Path, make_kv: KV) -> None:
+    """A file of format 1 (CRC-32 payload checksum) is a stale format: removed at open."""
+    t = DiskTier(tmp_path, 1 << 20)
+    t.put(A, _block(A, make_kv))
+    t.put(B, _block(B, make_kv))
+    t.close()
+    t.path_of(A).write_bytes(as_version_1(_block(A, make_kv)))
+    reopened = DiskTier(tmp_path, 1 << 20).open()
+    assert list(reopened.iter_keys()) == [B]
+    assert reopened.bad_files == [(t.path_of(A), "block format version 1, this build reads 2")]
+    assert not t.path_of(A).exists()
 
 
 def test_budget_evicts_oldest(tmp_path: Path, make_kv: KV) -> None:

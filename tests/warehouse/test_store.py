@@ -18,6 +18,8 @@ from tokenwatt.warehouse.memory import MemoryTier
 from tokenwatt.warehouse.policies import SeenAtLeast
 from tokenwatt.warehouse.store import StoreConfig, TierConfig, TieredStore
 
+from .conftest import as_version_1
+
 KV = Callable[..., list[np.ndarray]]
 HASHER = BlockHasher("m", block_tokens=4)
 KEYS = HASHER.keys(range(16))  # 4 blocks
@@ -106,6 +108,24 @@ def test_corrupt_block_is_miss_and_dropped(make_kv: KV, tmp_path: Path) -> None:
     assert len(loaded.blocks) == 1
     assert not disk.contains(KEYS[1]) and not path.exists()
     assert store.stats.snapshot().tiers["disk"].rejected == 1
+
+
+def test_previous_format_block_is_miss_then_replaced(make_kv: KV) -> None:
+    """A block written in format 1 (CRC-32) ends the prefix, is dropped, and the recomputed
+    block written over it loads."""
+    dram = MemoryTier(1 << 20)
+    store = TieredStore([TierConfig(dram, verify_payload=True)], fingerprint="m")
+    store.put(_blocks(make_kv, KEYS), block_tokens=4)
+    current = dram.get(KEYS[1])
+    assert current is not None
+    dram.delete(KEYS[1])
+    dram.put(KEYS[1], as_version_1(current))
+    loaded = store.load(KEYS, block_tokens=4)
+    assert (len(loaded.blocks), loaded.available_blocks) == (1, 4)
+    assert store.stats.snapshot().tiers["dram"].rejected == 1
+    assert not dram.contains(KEYS[1])
+    store.put(_blocks(make_kv, KEYS[1:2]), block_tokens=4)
+    assert len(store.load(KEYS, block_tokens=4).blocks) == 4
 
 
 def test_other_model_block_is_miss(make_kv: KV) -> None:
