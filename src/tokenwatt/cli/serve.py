@@ -1,20 +1,23 @@
 """`tokenwatt serve`: the reference engine behind an OpenAI-compatible HTTP API.
 
-A thin layer over ``tokenwatt.engine.server.serve_engine``: resolves the model, meters and
-the optional warehouse once, prints where it listens, and serves until SIGINT/SIGTERM.
+A thin layer over ``tokenwatt.engine.server.serve_engine``: resolves the model, meters, API
+keys and the optional warehouse once, prints where it listens, and serves until SIGINT/SIGTERM.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
 
-from tokenwatt.cli._common import console, user_errors
+from tokenwatt.cli._common import console, err_console, user_errors
 from tokenwatt.energy.combined import CombinedMeter
 from tokenwatt.energy.detect import CpuModelChoice, probe_meters
 from tokenwatt.energy.meter import Meter
@@ -25,13 +28,28 @@ if TYPE_CHECKING:
     from tokenwatt.engine.model import LoadedModel
     from tokenwatt.warehouse.config import WarehouseConfig
 
-__all__ = ["PRESET_NAMES", "check_listen_address", "parse_meters", "register", "serve"]
+__all__ = [
+    "ADMIN_KEY_ENV",
+    "API_KEY_ENV",
+    "PRESET_NAMES",
+    "check_listen_address",
+    "is_loopback",
+    "parse_meters",
+    "register",
+    "resolve_keys",
+    "serve",
+]
 
 # The engine (and torch, seconds to import) loads only when `serve` runs, so that every other
 # command and `--help` start fast; a test keeps this list equal to the engine's PRESETS.
 PRESET_NAMES = ("tiny", "small", "llama-1b-shape", "llama-8b-shape")
 
 _BACKENDS = ("nvml", "rapl", "cpu-model")
+
+API_KEY_ENV = "TOKENWATT_API_KEY"
+"""Comma-separated API keys, used when neither --api-key nor --api-key-file is given."""
+ADMIN_KEY_ENV = "TOKENWATT_ADMIN_KEY"
+"""Comma-separated admin keys, used when neither --admin-key nor --admin-key-file is given."""
 
 
 def register(app: typer.Typer) -> None:
@@ -83,6 +101,32 @@ def serve(
             "field, else the API key); isolation=shared lets all clients reuse one cache."
         ),
     ),
+    api_key: list[str] | None = typer.Option(
+        None,
+        "--api-key",
+        help=(
+            "A key clients must send as `Authorization: Bearer KEY`; repeat for several "
+            f"(default: ${API_KEY_ENV}, comma-separated). Every route but /health and /metrics "
+            "then answers 401 without one."
+        ),
+    ),
+    api_key_file: Path | None = typer.Option(
+        None,
+        "--api-key-file",
+        help="A file of API keys, one per line (blank lines and # comments skipped); keeps "
+        "keys out of `ps`.",
+    ),
+    admin_key: list[str] | None = typer.Option(
+        None,
+        "--admin-key",
+        help=(
+            "A key that may also read every tenant's usage on /v1/tenants (an API key sees "
+            f"only its own); repeatable (default: ${ADMIN_KEY_ENV}, comma-separated)."
+        ),
+    ),
+    admin_key_file: Path | None = typer.Option(
+        None, "--admin-key-file", help="A file of admin keys, one per line."
+    ),
 ) -> None:
     """Serve a model with an OpenAI-compatible API (/v1/completions, /v1/chat/completions,
     /v1/models, /v1/tenants, /health, /metrics). Stops cleanly on Ctrl-C or SIGTERM."""
@@ -94,6 +138,8 @@ def serve(
 
     with user_errors():
         port = check_listen_address(host, port)
+        api_keys = resolve_keys(api_key or (), api_key_file, "--api-key", API_KEY_ENV)
+        admin_keys = resolve_keys(admin_key or (), admin_key_file, "--admin-key", ADMIN_KEY_ENV)
         warehouse_config = parse_warehouse_spec(warehouse) if warehouse else None
         config = run.ServeConfig(
             model=model,
@@ -110,6 +156,8 @@ def serve(
                 max_queue=max_queue,
                 block_tokens=block_tokens,
             ),
+            api_keys=api_keys,
+            admin_keys=admin_keys,
         )
         meter = parse_meters(meters)
         loaded = load_model(model, device=device, dtype=dtype, seed=seed)
@@ -123,9 +171,18 @@ def serve(
         f"serving [bold]{config.served_model_name or model}[/] ({loaded.fingerprint}) on "
         f"{loaded.device} at http://{host}:{port}/v1\n"
         f"energy meters: {sources}\n"
-        f"warehouse: {escape(warehouse_config.describe()) if warehouse_config else 'off'}",
+        f"warehouse: {escape(warehouse_config.describe()) if warehouse_config else 'off'}\n"
+        f"auth: {_describe_auth(api_keys, admin_keys)}",
         highlight=False,
     )
+    if not (api_keys or admin_keys) and not is_loopback(host):
+        err_console.print(
+            f"[yellow]warning:[/] {escape(host)} is reachable from other machines and no API "
+            "key is set: anyone who reaches it can use the API and read every tenant's usage "
+            f"on /v1/tenants; set --api-key (or ${API_KEY_ENV})",
+            highlight=False,
+            soft_wrap=True,
+        )
     _report_warehouse_tiers(provider)
     hooks = [h for h in (getattr(provider, "close", None), meter.close if meter else None) if h]
     run.serve_engine(engine, config, on_shutdown=hooks)
@@ -156,6 +213,84 @@ def check_listen_address(host: str, port: int) -> int:
                 "pick another with --port (--port 0 picks a free one)"
             ) from None
         return int(probe.getsockname()[1])
+
+
+def resolve_keys(
+    flag_values: Sequence[str], key_file: Path | None, flag: str, env_var: str
+) -> tuple[str, ...]:
+    """The keys of ``flag`` (repeated) and of its ``--...-file``; when neither is given, the
+    comma-separated keys of ``env_var`` (unset or blank: none).
+
+    A key file that holds no key is an error, not "no authentication": a server the operator
+    meant to protect must not start open.
+    """
+    from tokenwatt.engine.server.auth import check_key  # the engine package imports torch
+
+    keys: list[str] = []
+    for i, key in enumerate(flag_values, 1):
+        check_key(key, f"{flag} #{i}")
+        keys.append(key)
+    if key_file is not None:
+        keys.extend(_read_key_file(key_file, f"{flag}-file"))
+    if keys or key_file is not None:
+        return tuple(keys)
+    value = os.environ.get(env_var, "")
+    if not value.strip():
+        return ()
+    from_env = [item.strip() for item in value.split(",")]
+    for i, key in enumerate(from_env, 1):
+        check_key(key, f"{env_var} item {i}")
+    return tuple(from_env)
+
+
+def _read_key_file(path: Path, option: str) -> list[str]:
+    from tokenwatt.engine.server.auth import check_key
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(
+            f"cannot read {option} {path} ({reason}); give a text file with one key per line"
+        ) from None
+    keys: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        key = line.strip()
+        if key and not key.startswith("#"):
+            check_key(key, f"{option} {path} line {number}")
+            keys.append(key)
+    if not keys:
+        raise ConfigError(
+            f"{option} {path} holds no key (blank lines and # comments are skipped); put one "
+            "key per line, or leave the option out to serve without keys"
+        )
+    return keys
+
+
+def _describe_auth(api_keys: Sequence[str], admin_keys: Sequence[str]) -> str:
+    if not (api_keys or admin_keys):
+        return "off (no API key: every route is open)"
+    return (
+        f"{_count(len(set(api_keys)), 'API key')}, {_count(len(set(admin_keys)), 'admin key')} "
+        "(every route but /health and /metrics needs one)"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback one (reachable only from this
+    machine); an unresolvable host counts as not loopback."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        return False
+    try:
+        return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+    except ValueError:  # an address ipaddress cannot parse is not known to be loopback
+        return False
 
 
 def parse_meters(value: str) -> Meter | None:

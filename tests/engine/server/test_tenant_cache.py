@@ -22,13 +22,14 @@ CACHED = 80  # every whole 16-token block of the 91-token prompt
 class _Served:
     """A live server over ``tiny`` with a DRAM warehouse of the given isolation."""
 
-    def __init__(self, tiny: LoadedModel, isolation: str) -> None:
+    def __init__(self, tiny: LoadedModel, isolation: str, api_keys: tuple[str, ...] = ()) -> None:
         config = EngineConfig()
         self.provider: WarehousePrefixProvider = build_prefix_provider(
             f"dram=64MiB,isolation={isolation}", tiny, block_tokens=config.block_tokens
         )
         self.server: RunningServer = start_server(
-            Engine(tiny, config, prefix_provider=self.provider), ServeConfig(port=0)
+            Engine(tiny, config, prefix_provider=self.provider),
+            ServeConfig(port=0, api_keys=api_keys),
         )
 
     def ask(self, *, user: str | None = None, key: str | None = None) -> tuple[int, str]:
@@ -86,4 +87,16 @@ def test_shared_isolation_reuses_across_tenants(tiny: LoadedModel) -> None:
     finally:
         served.stop()
     assert [cached for cached, _ in runs] == [0, CACHED, CACHED]
+    assert len({text for _, text in runs}) == 1
+
+
+def test_with_keys_a_user_field_cannot_reach_another_keys_cache(tiny: LoadedModel) -> None:
+    """With API keys, `user` is a sub-tenant of the key: a second key sending the same `user`
+    is a miss (it would otherwise read the first key's prefixes), its own repeat a hit."""
+    served = _Served(tiny, "tenant", api_keys=("key-one", "key-two"))
+    try:
+        runs = [served.ask(user="shared-name", key=k) for k in ("key-one", "key-two", "key-two")]
+    finally:
+        served.stop()
+    assert [cached for cached, _ in runs] == [0, 0, CACHED]
     assert len({text for _, text in runs}) == 1

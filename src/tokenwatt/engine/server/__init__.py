@@ -24,13 +24,21 @@ Endpoints
   request's ``user`` field, else ``key:`` + the first 12 hex digits of the SHA-256 of its bearer
   API key, else ``anonymous``.
 
-Errors: every client mistake is HTTP 400 with ``{"error": {"message", "type", "param",
+Authentication (``ServeConfig.api_keys`` / ``admin_keys``, off by default): every route but
+``/health`` and ``/metrics`` needs ``Authorization: Bearer <key>``, else 401 in OpenAI's error
+shape. A request is then billed to its key's tenant (``key:<hash>``, or ``key:<hash>/<user>``
+with a ``user`` field), and /v1/tenants shows an API key only its own tenants; an admin key sees
+all. Without keys, /v1/tenants shows every tenant to anyone who can reach the server.
+
+Errors: a missing or wrong key is 401 (code ``invalid_api_key`` for a wrong one); every other
+client mistake is HTTP 400 with ``{"error": {"message", "type", "param",
 "code"}}`` (codes ``context_length_exceeded``, ``model_not_found``); a full queue is 429 with
 ``Retry-After``; a shutdown mid-request is 503.
 """
 
 from .app import build_app
-from .metrics import ServerMetrics, TenantTotals, tenant_of
+from .auth import OPEN_PATHS, ApiKeyMiddleware, Caller, KeyRing, check_key, check_keys
+from .metrics import ServerMetrics, TenantTotals, key_tenant, tenant_of
 from .protocol import ApiError
 from .run import (
     RunningServer,
@@ -43,14 +51,21 @@ from .run import (
 )
 
 __all__ = [
+    "OPEN_PATHS",
     "ApiError",
+    "ApiKeyMiddleware",
+    "Caller",
+    "KeyRing",
     "RunningServer",
     "ServeConfig",
     "ServerMetrics",
     "TenantTotals",
     "build_app",
     "build_engine",
+    "check_key",
+    "check_keys",
     "free_port",
+    "key_tenant",
     "serve",
     "serve_engine",
     "start_server",

@@ -1,5 +1,6 @@
 """The OpenAI-compatible HTTP app over an ``Engine``: completions, chat, models, health,
-metrics and per-tenant totals. Every client error is a 400 with an OpenAI error body.
+metrics and per-tenant totals, optionally behind API keys (see ``auth``). Every client error is
+a 4xx with an OpenAI error body.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..engine import Completion, Engine, OutputStream
 from ..request import EngineOverloadedError, InvalidRequestError, RequestOutput
 from ..sampling import SamplingParams
+from .auth import ApiKeyMiddleware, KeyRing, caller_of
 from .metrics import ServerMetrics, tenant_of
 from .protocol import (
     ApiError,
@@ -109,12 +111,17 @@ def build_app(
     model_name: str | None = None,
     owns_engine: bool = True,
     on_shutdown: Sequence[Callable[[], None]] = (),
+    api_keys: Sequence[str] = (),
+    admin_keys: Sequence[str] = (),
 ) -> FastAPI:
     """The FastAPI app serving ``engine`` as model ``model_name`` (default: the model's name).
 
     With ``owns_engine`` the app starts the engine thread at startup and stops it at shutdown;
     then it calls each of ``on_shutdown`` (closing meters, the warehouse), errors logged.
+    With ``api_keys`` or ``admin_keys``, every route but /health and /metrics needs one of them
+    as a bearer token (else 401), and /v1/tenants shows a non-admin key only its own tenants.
     """
+    keys = KeyRing(api_keys, admin_keys)  # validates before anything starts
     state = _State(engine, model_name or engine.loaded.name)
 
     @asynccontextmanager
@@ -134,6 +141,8 @@ def build_app(
 
     app = FastAPI(title="tokenwatt serve", lifespan=lifespan)
     app.state.tokenwatt = state
+    if keys.enabled:
+        app.add_middleware(ApiKeyMiddleware, keys=keys)
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -181,12 +190,14 @@ def build_app(
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/tenants")
-    async def tenants() -> dict[str, Any]:
+    async def tenants(request: Request) -> dict[str, Any]:
+        caller = caller_of(request.scope)  # None: no keys, so everyone sees every tenant
         return {
             "object": "list",
             "data": [
                 {"object": "tenant", "tenant": k, **asdict(v)}
                 for k, v in sorted(state.metrics.tenants().items())
+                if caller is None or caller.may_read(k)
             ],
         }
 
@@ -197,7 +208,7 @@ def build_app(
         check_max_tokens(req.max_tokens, "max_tokens")
         params = req.sampling(req.max_tokens or 16)
         prompt = req.prompt_value()
-        call = _Call(state, tenant_of(req.user, request.headers.get("authorization")), req.model)
+        call = _Call(state, _tenant(request, req.user), req.model)
         if req.stream:
             return _stream(call, prompt, params, req.include_usage, _completion_chunk, "prompt")
         c = await _run(call, prompt, params, "prompt", request)
@@ -219,7 +230,7 @@ def build_app(
             room = engine.loaded.max_context - len(ids)
             limit = max(1, min(engine.config.default_chat_max_tokens, room))
         params = req.sampling(limit)
-        call = _Call(state, tenant_of(req.user, request.headers.get("authorization")), req.model)
+        call = _Call(state, _tenant(request, req.user), req.model)
         if req.stream:
             return _stream(call, ids, params, req.include_usage, _chat_chunk, "messages")
         c = await _run(call, ids, params, "messages", request)
@@ -232,6 +243,14 @@ def build_app(
 
 _CLIENT_CLOSED = 499
 """Status of a response nobody receives: the client closed the connection (nginx's code)."""
+
+
+def _tenant(request: Request, user: str | None) -> str:
+    """The tenant to bill: with keys, the caller's key namespace; else ``tenant_of``."""
+    caller = caller_of(request.scope)
+    if caller is None:
+        return tenant_of(user, request.headers.get("authorization"))
+    return caller.tenant_for(user)
 
 
 def _check_model(state: _State, model: str) -> None:

@@ -1,7 +1,7 @@
 """Server metrics: Prometheus series on a private registry, and per-tenant totals.
 
-Tenants are named by the request's ``user`` field, else by a hash of its bearer API key
-(``key:<sha256[:12]>``, never the key itself), else ``anonymous``.
+Without API keys, tenants are named by the request's ``user`` field, else by a hash of its bearer
+key (``key:<sha256[:12]>``, never the key itself), else ``anonymous``; with keys, see ``auth``.
 """
 
 from __future__ import annotations
@@ -15,19 +15,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from ..engine import Completion, EngineStats
 
-__all__ = ["ServerMetrics", "TenantTotals", "tenant_of"]
+__all__ = ["ServerMetrics", "TenantTotals", "key_tenant", "tenant_of"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
+def key_tenant(key: str) -> str:
+    """The tenant of requests sent with bearer ``key``: a hash of it, never the key itself."""
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def tenant_of(user: str | None, authorization: str | None) -> str:
-    """The tenant a request is counted under."""
+    """The tenant a request is counted under on a server without API keys (with keys, see
+    ``auth.Caller.tenant_for``: the ``user`` field cannot leave the key's namespace)."""
     if user:
         return user
     if authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
         if key:
-            return "key:" + hashlib.sha256(key.encode()).hexdigest()[:12]
+            return key_tenant(key)
     return "anonymous"
 
 

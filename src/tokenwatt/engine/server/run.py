@@ -21,6 +21,7 @@ from ..engine import Engine
 from ..kv import PrefixProvider
 from ..model import load_model
 from .app import build_app
+from .auth import check_keys
 
 __all__ = [
     "RunningServer",
@@ -55,10 +56,23 @@ class ServeConfig:
     """Name clients pass as ``model`` (default: the preset name or directory)."""
     engine: EngineConfig = field(default_factory=EngineConfig)
     """Batching, KV and queue limits."""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Keys clients send as ``Authorization: Bearer <key>``; with these or ``admin_keys``, every
+    route but /health and /metrics answers 401 without one. Empty (default): no authentication,
+    and /v1/tenants shows every tenant's usage to anyone who can reach the server."""
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    """Keys that may also read every tenant's totals on /v1/tenants (an API key sees only its
+    own); none by default."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
+        for name in ("api_keys", "admin_keys"):
+            keys = getattr(self, name)
+            if isinstance(keys, str):  # a lone string would be taken as one key per character
+                raise ConfigError(f"{name} is a tuple of keys, not a string; write {name}=(key,)")
+            object.__setattr__(self, name, tuple(keys))
+        check_keys(self.api_keys, self.admin_keys)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,7 +99,13 @@ def _uvicorn(
     port: int,
     on_shutdown: Sequence[Callable[[], None]] = (),
 ) -> uvicorn.Server:
-    app = build_app(engine, model_name=config.served_model_name, on_shutdown=on_shutdown)
+    app = build_app(
+        engine,
+        model_name=config.served_model_name,
+        on_shutdown=on_shutdown,
+        api_keys=config.api_keys,
+        admin_keys=config.admin_keys,
+    )
     ucfg = uvicorn.Config(
         app,
         host=config.host,
