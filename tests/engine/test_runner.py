@@ -1,10 +1,14 @@
-"""The model runner's attention paths: continuation prefill, grouped decode, the RoPE table."""
+"""The model runner: attention paths, the RoPE table and rotation, fused layer functions."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers
+from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb
 
 from tokenwatt.engine import runner as runner_module
 from tokenwatt.engine.kv import KVCacheManager
@@ -14,8 +18,12 @@ from tokenwatt.engine.runner import (
     StepItem,
     _attend_continuation,
     _linear,
-    _mlp,
+    _mlp_residual,
+    _qkv,
+    _residual_linear,
     _rms_norm,
+    _rotate,
+    _sign_fold,
 )
 
 
@@ -91,14 +99,27 @@ def test_decode_logits_match_one_pass(tiny: LoadedModel) -> None:
 
 
 def test_rope_table_rows_equal_per_step_rotary(tiny: LoadedModel) -> None:
-    """cos/sin from the cached table are bit-identical to the model's rotary at those positions."""
+    """cos and sign-folded sin from the cached table are bit-identical to the model's rotary."""
     runner = ModelRunner(tiny)
-    h = torch.zeros(1, 3, 1, dtype=tiny.dtype)
+    h = torch.zeros(3, 1, dtype=tiny.dtype)
     items = [StepItem("a", (1, 2), 5), StepItem("b", (3,), 700)]
     cos, sin = runner._rope(items, h)
-    ref_cos, ref_sin = tiny.model.model.rotary_emb(h, torch.tensor([[5, 6, 700]]))
+    ref_cos, ref_sin = tiny.model.model.rotary_emb(h[None], torch.tensor([[5, 6, 700]]))
     assert torch.equal(cos, ref_cos[0, :, None, :])
-    assert torch.equal(sin, ref_sin[0, :, None, :])
+    assert torch.equal(sin[..., :16], -ref_sin[0, :, None, :16])
+    assert torch.equal(sin[..., 16:], ref_sin[0, :, None, 16:])
+
+
+def test_rotate_is_bit_identical_to_transformers_rope(tiny: LoadedModel) -> None:
+    """One flip with the sign folded into sin gives exactly apply_rotary_pos_emb's q and k."""
+    gen = torch.Generator().manual_seed(9)
+    q = torch.randn(1, 4, 7, 32, generator=gen)
+    k = torch.randn(1, 2, 7, 32, generator=gen)
+    cos, sin = tiny.model.model.rotary_emb(q, torch.arange(100, 107)[None])
+    want_q, want_k = apply_rotary_pos_emb(q, k, cos, sin)
+    cos_t, sin_t = cos[0, :, None, :], _sign_fold(sin[0, :, None, :])
+    assert torch.equal(_rotate(q[0].transpose(0, 1), cos_t, sin_t), want_q[0].transpose(0, 1))
+    assert torch.equal(_rotate(k[0].transpose(0, 1), cos_t, sin_t), want_k[0].transpose(0, 1))
 
 
 def test_batched_continuation_and_decode_match_alone(tiny: LoadedModel) -> None:
@@ -118,22 +139,109 @@ def test_batched_continuation_and_decode_match_alone(tiny: LoadedModel) -> None:
     assert torch.allclose(packed[1], alone_b[0], atol=1e-4, rtol=0)
 
 
-def test_layer_functions_are_bit_identical_to_modules(tiny: LoadedModel) -> None:
-    """The resolved norm, projections and MLP give exactly the modules' outputs."""
-    layer = tiny.model.model.layers[1]
-    x = torch.randn(1, 7, 128, generator=torch.Generator().manual_seed(6))
+def _llama_layer(seed: int = 6) -> Any:
+    """A fresh tiny-shaped Llama decoder layer (fusing rebinds its weights)."""
+    config = transformers.LlamaConfig(
+        hidden_size=128,
+        intermediate_size=352,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=1,
+        initializer_range=0.3,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return LlamaDecoderLayer(config, 0).eval()
+
+
+@pytest.mark.parametrize("input_major", [True, False])
+def test_layer_functions_match_modules(input_major: bool) -> None:
+    """Norm and projection bit-identical; fused QKV, MLP and residual addmm within 1e-5."""
+    layer = _llama_layer()
+    attn = layer.self_attn
+    x = torch.randn(7, 128, generator=torch.Generator().manual_seed(6))
+    h = torch.randn(7, 128, generator=torch.Generator().manual_seed(7))
     with torch.inference_mode():
         assert torch.equal(_rms_norm(layer.input_layernorm)(x), layer.input_layernorm(x))
-        assert torch.equal(_linear(layer.self_attn.q_proj)(x), layer.self_attn.q_proj(x))
-        assert torch.equal(_mlp(layer.mlp)(x), layer.mlp(x))
+        assert torch.equal(_linear(attn.q_proj)(x), attn.q_proj(x))
+        want_qkv = torch.cat((attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)), dim=-1)
+        want_mlp = h + layer.mlp(x)
+        want_o = h + attn.o_proj(x)
+        qkv = _qkv(attn, input_major)(x)
+        mlp = _mlp_residual(layer.mlp, input_major)(h, x)
+        o = _residual_linear(attn.o_proj, input_major)(h, x)
+    assert torch.allclose(qkv, want_qkv, atol=1e-5, rtol=0)
+    assert torch.allclose(mlp, want_mlp, atol=1e-5, rtol=0)
+    assert torch.allclose(o, want_o, atol=1e-5, rtol=0)
+
+
+def test_input_major_blocks_leave_the_modules_alone() -> None:
+    """On CPU the fused block is a contiguous [in, out] copy; the modules keep their weights."""
+    attn = _llama_layer().self_attn
+    ptrs = [m.weight.data_ptr() for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
+    x = torch.randn(3, 128, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        _qkv(attn, input_major=True)(x)
+    assert [m.weight.data_ptr() for m in (attn.q_proj, attn.k_proj, attn.v_proj)] == ptrs
+
+
+def test_row_major_fusing_rebinds_weights_as_views_and_reuses_them() -> None:
+    """Off CPU, Q/K/V weights become consecutive row ranges of one block (same values, no
+    second copy, still contiguous); fusing again finds them and keeps the block."""
+    attn = _llama_layer().self_attn
+    parts = (attn.q_proj, attn.k_proj, attn.v_proj)
+    before = [m.weight.detach().clone() for m in parts]
+    x = torch.randn(3, 128, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        first = _qkv(attn, input_major=False)(x)
+    storage = attn.q_proj.weight.untyped_storage().data_ptr()
+    for m, want in zip(parts, before, strict=True):
+        assert m.weight.untyped_storage().data_ptr() == storage
+        assert m.weight.is_contiguous() and torch.equal(m.weight, want)
+    assert attn.k_proj.weight.data_ptr() == attn.q_proj.weight.data_ptr() + 128 * 128 * 4
+    with torch.inference_mode():
+        second = _qkv(attn, input_major=False)(x)
+    assert torch.equal(first, second)
+    assert attn.q_proj.weight.untyped_storage().data_ptr() == storage
 
 
 def test_unknown_modules_run_through_their_forward() -> None:
-    """A norm or MLP of another class is called as is, not replaced by the Llama formula."""
+    """A norm, projection or MLP of another class is called as is, not replaced by Llama's."""
     norm = torch.nn.LayerNorm(4)
     x = torch.randn(2, 4, generator=torch.Generator().manual_seed(7))
-    assert torch.equal(_rms_norm(norm)(x), norm(x))
-    assert torch.equal(_mlp(norm)(x), norm(x))
+    h = torch.randn(2, 4, generator=torch.Generator().manual_seed(8))
+    with torch.inference_mode():
+        assert torch.equal(_rms_norm(norm)(x), norm(x))
+        assert torch.equal(_mlp_residual(norm, True)(h, x), h + norm(x))
+        assert torch.equal(_residual_linear(norm, True)(h, x), h + norm(x))
+
+
+def test_projections_with_bias_are_not_fused() -> None:
+    """Q/K/V with biases (Qwen2-like) run as three linears, outputs side by side."""
+    attn = _llama_layer().self_attn
+    gen = torch.Generator().manual_seed(9)
+    for m in (attn.q_proj, attn.k_proj, attn.v_proj):
+        m.bias = torch.nn.Parameter(torch.randn(m.out_features, generator=gen))
+    x = torch.randn(2, 128, generator=gen)
+    with torch.inference_mode():
+        want = torch.cat((attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)), dim=-1)
+        assert torch.equal(_qkv(attn, True)(x), want)
+
+
+def test_decode_logits_match_transformers_at_long_context(tiny: LoadedModel) -> None:
+    """Decoding 3 tokens after a 2,000-token prefill gives transformers' own logits (1e-4)."""
+    runner = ModelRunner(tiny)
+    kv = KVCacheManager(runner.layout(), capacity_tokens=4096)
+    ids = _ids(2003, seed=10)
+    cache = kv.allocate("a", 2003)
+    runner.execute([StepItem("a", ids[:2000], 0, False)], [cache])
+    steps = [
+        runner.execute([StepItem("a", (token,), 2000 + i)], [cache])
+        for i, token in enumerate(ids[2000:])
+    ]
+    with torch.inference_mode():
+        ref = tiny.model(torch.tensor([ids])).logits[0, 2000:]
+    assert torch.allclose(torch.cat(steps), ref, atol=1e-4, rtol=0)
 
 
 def test_continuation_falls_back_to_masked_sdpa(
@@ -154,10 +262,10 @@ def test_continuation_falls_back_to_masked_sdpa(
 def test_rope_table_grows_only_as_far_as_needed(tiny: LoadedModel) -> None:
     """The table starts at 4,096 rows and doubles when a step reaches past it, exact throughout."""
     runner = ModelRunner(tiny)
-    h = torch.zeros(1, 1, 1, dtype=tiny.dtype)
+    h = torch.zeros(1, 1, dtype=tiny.dtype)
     runner._rope([StepItem("a", (1,), 10)], h)
     assert runner._rope_table is not None and runner._rope_table[0].shape[0] == 4096
     cos, _ = runner._rope([StepItem("a", (1,), 5000)], h)
     assert runner._rope_table[0].shape[0] == 8192
-    ref_cos, _ = tiny.model.model.rotary_emb(h, torch.tensor([[5000]]))
+    ref_cos, _ = tiny.model.model.rotary_emb(h[None], torch.tensor([[5000]]))
     assert torch.equal(cos, ref_cos[0, :, None, :])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, cast
 
 import torch
@@ -81,12 +82,33 @@ def _attend_continuation(
     return merged
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin_signed: torch.Tensor) -> torch.Tensor:
+    """RoPE of ``x`` ``[T, heads, head_dim]``: ``x * cos + rotate_half(x) * sin``.
+
+    ``rotate_half(x)`` is ``[-x2, x1]``: here the halves swap in one flip and the minus sign
+    lives in ``sin_signed`` (``[-sin1, sin2]``, see ``_sign_fold``). Negation is exact, so the
+    result is bit-identical to transformers' ``apply_rotary_pos_emb`` in 3 ops instead of 5.
+    """
+    t, n, d = x.shape
+    swapped = x.view(t, n, 2, d // 2).flip(2).view(t, n, d)
+    out = x * cos
+    return out.add_(swapped.mul_(sin_signed))
+
+
+def _sign_fold(sin: torch.Tensor) -> torch.Tensor:
+    """``[-sin1, sin2]`` (halves of the last dimension): rotate_half's sign, applied once."""
+    half = sin.shape[-1] // 2
+    return torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
 
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
+Residual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(h, x) -> h + f(x)``: a sublayer's output added to the residual stream ``h``."""
+
+
+def _plain(module: Any) -> bool:
+    """A bias-free ``nn.Linear`` (exactly: quantized or LoRA subclasses have their own forward)."""
+    return type(module) is torch.nn.Linear and module.bias is None
 
 
 def _linear(module: Any) -> Fn:
@@ -97,11 +119,91 @@ def _linear(module: Any) -> Fn:
     return cast(Fn, module.forward)
 
 
+def _row_block(weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """The ``[sum(out), in]`` tensor of which ``weights`` are already consecutive row ranges
+    (left by an earlier runner on the same model); None otherwise."""
+    first = weights[0]
+    offset = 0
+    for w in weights:
+        if (
+            not w.is_contiguous()
+            or w.dtype != first.dtype
+            or w.shape[1:] != first.shape[1:]
+            or w.untyped_storage().data_ptr() != first.untyped_storage().data_ptr()
+            or w.data_ptr() != first.data_ptr() + offset * w.element_size()
+        ):
+            return None
+        offset += w.numel()
+    rows = sum(int(w.shape[0]) for w in weights)
+    return first.as_strided((rows, *first.shape[1:]), first.stride())
+
+
+@torch.no_grad()
+def _weight_block(linears: Sequence[Any], input_major: bool) -> torch.Tensor:
+    """The weights of ``linears`` side by side as one ``[in, sum(out)]`` matrix, so
+    ``x @ block`` runs all of them in one matmul (outputs side by side).
+
+    ``input_major`` (CPU): a contiguous copy. For the few rows of a decode step MKL runs
+    ``x @ block`` in this layout up to 2x faster than ``F.linear``'s ``x @ weight.T`` (and no
+    slower for prefill chunks); the weights are then held twice, fine at CPU model sizes.
+    Otherwise (GPU, where the layout does not matter): the transposed view of one row-major
+    block, and each module's weight is rebound to its contiguous row range of it, so an 8B
+    model's memory does not grow by ~13 GB. Either way the modules' values are unchanged and
+    transformers' own forward still runs on them.
+    """
+    weights = [m.weight.detach() for m in linears]
+    if input_major:
+        return torch.cat(weights).t().contiguous()
+    block = _row_block(weights)
+    if block is None:
+        block = torch.cat(weights)
+        offset = 0
+        for m in linears:
+            n = int(m.weight.shape[0])
+            m.weight.data = block[offset : offset + n]
+            offset += n
+    return block.t()
+
+
+def _projection(module: Any, input_major: bool) -> Fn:
+    """``module`` (a linear) on 2-D input: ``x @ block`` for a plain one, else its forward."""
+    if _plain(module):
+        block = _weight_block([module], input_major)
+        return lambda x: torch.mm(x, block)
+    return _linear(module)
+
+
+def _qkv(attn: Any, input_major: bool) -> Fn:
+    """Q, K and V projections of 2-D input as one matmul (outputs side by side: q | k | v)."""
+    parts = (attn.q_proj, attn.k_proj, attn.v_proj)
+    if all(_plain(m) for m in parts):
+        block = _weight_block(parts, input_major)
+        return lambda x: torch.mm(x, block)
+    fns = [_linear(m) for m in parts]
+    return lambda x: torch.cat([f(x) for f in fns], dim=-1)
+
+
+def _residual_linear(module: Any, input_major: bool) -> Residual:
+    """``(h, x) -> h + module(x)`` on 2-D input: for a plain linear one addmm (the add rides
+    on the matmul)."""
+    if _plain(module):
+        block = _weight_block([module], input_major)
+        return lambda h, x: torch.addmm(h, x, block)
+    f = _linear(module)
+    return lambda h, x: h + f(x)
+
+
 def _rms_norm(module: Any) -> Fn:
-    """LlamaRMSNorm's exact op sequence (bit-identical) without the module call; else forward."""
+    """LlamaRMSNorm without the module call: in fp32 ATen's one ``rms_norm`` op (the same op
+    sequence in C++, bit-identical, 1 dispatch instead of 8); in other dtypes the module's
+    exact sequence (it rounds to the input dtype before the weight, ``rms_norm`` after).
+    Any other norm through its forward."""
     if type(module).__name__ != "LlamaRMSNorm":
         return cast(Fn, module.forward)
-    weight, eps = module.weight, module.variance_epsilon
+    weight, eps = module.weight, float(module.variance_epsilon)
+    if weight.dtype == torch.float32:
+        shape = (int(weight.shape[0]),)
+        return lambda x: torch.rms_norm(x, shape, weight, eps)
 
     def norm(x: torch.Tensor) -> torch.Tensor:
         h = x.to(torch.float32)
@@ -111,55 +213,80 @@ def _rms_norm(module: Any) -> Fn:
     return norm
 
 
-def _mlp(module: Any) -> Fn:
-    """LlamaMLP (SiLU) as plain functions; any other MLP through its forward."""
+def _mlp_residual(module: Any, input_major: bool) -> Residual:
+    """``(h, x) -> h + mlp(x)`` on 2-D input; LlamaMLP (SiLU, no bias) as gate+up in one
+    matmul and the down projection as an addmm onto ``h``; any other MLP through its forward."""
     act = getattr(module, "act_fn", None)
-    if type(module).__name__ != "LlamaMLP" or type(act).__name__ != "SiLUActivation":
-        return cast(Fn, module.forward)
-    gate, up, down = _linear(module.gate_proj), _linear(module.up_proj), _linear(module.down_proj)
-    return lambda x: down(F.silu(gate(x)) * up(x))
+    if (
+        type(module).__name__ != "LlamaMLP"
+        or type(act).__name__ != "SiLUActivation"
+        or not all(_plain(m) for m in (module.gate_proj, module.up_proj, module.down_proj))
+    ):
+        forward = cast(Fn, module.forward)
+        return lambda h, x: h + forward(x)
+    gate_up = _weight_block((module.gate_proj, module.up_proj), input_major)
+    inter = int(module.gate_proj.weight.shape[0])
+    down = _residual_linear(module.down_proj, input_major)
+
+    def mlp(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        gu = torch.mm(x, gate_up)
+        return down(h, F.silu(gu[:, :inter]).mul_(gu[:, inter:]))
+
+    return mlp
 
 
 @dataclass(frozen=True)
 class _LayerOps:
-    """One decoder layer's pieces, resolved once: per-step Python overhead matters at batch 1
-    (a tiny-model decode step is ~50 small ops; module calls were ~15% of it)."""
+    """One decoder layer's pieces, resolved once: a tiny-model decode step at batch 1 is mostly
+    the fixed cost of small ops (module calls were ~15% of it), so each piece is one fused op
+    where the numerics allow (QKV, gate+up, residual adds on the matmuls, the fp32 norm)."""
 
     input_norm: Fn
-    q: Fn
-    k: Fn
-    v: Fn
-    o: Fn
+    qkv: Fn
+    attn_out: Residual
     post_norm: Fn
-    mlp: Fn
+    mlp: Residual
     scaling: float
 
     @classmethod
-    def of(cls, layer: Any) -> _LayerOps:
+    def of(cls, layer: Any, input_major: bool) -> _LayerOps:
         attn = layer.self_attn
         return cls(
             input_norm=_rms_norm(layer.input_layernorm),
-            q=_linear(attn.q_proj),
-            k=_linear(attn.k_proj),
-            v=_linear(attn.v_proj),
-            o=_linear(attn.o_proj),
+            qkv=_qkv(attn, input_major),
+            attn_out=_residual_linear(attn.o_proj, input_major),
             post_norm=_rms_norm(layer.post_attention_layernorm),
-            mlp=_mlp(layer.mlp),
+            mlp=_mlp_residual(layer.mlp, input_major),
             scaling=float(attn.scaling),
         )
 
 
 class ModelRunner:
-    """Runs packed steps of a Llama-like ``LoadedModel`` against per-request KV caches."""
+    """Runs packed steps of a Llama-like ``LoadedModel`` against per-request KV caches.
+
+    Building one lays the linear weights out once for the step's fused matmuls (QKV, gate+up,
+    see ``_weight_block``): on CPU as input-major copies; elsewhere by rebinding the modules'
+    weights to row ranges of one block each. Values never change, so the model's own forward
+    (``generate()``) still gives the same results.
+    """
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
         inner = loaded.model.model
-        self._embed = inner.embed_tokens
-        self._layers = [_LayerOps.of(layer) for layer in inner.layers]
+        embed = inner.embed_tokens
+        self._embed: Fn = (
+            partial(F.embedding, weight=embed.weight)
+            if type(embed) is torch.nn.Embedding
+            else cast(Fn, embed.forward)
+        )
+        input_major = loaded.device.type == "cpu"
+        self._layers = [_LayerOps.of(layer, input_major) for layer in inner.layers]
         self._norm = _rms_norm(inner.norm)
         self._rotary = inner.rotary_emb
-        self._lm_head = _linear(loaded.model.lm_head)
+        head = loaded.model.lm_head
+        # A head tied to the embedding is not rebound (that would move the embedding too).
+        tied = getattr(head, "weight", None) is getattr(embed, "weight", None)
+        self._lm_head = _projection(head, input_major) if input_major or not tied else _linear(head)
         self._num_heads = int(loaded.model.config.num_attention_heads)
         rope_type = getattr(self._rotary, "rope_type", "default")
         self._rope_static = rope_type in _STATIC_ROPE
@@ -185,55 +312,66 @@ class ModelRunner:
         Rows are in ``items`` order, one per item with ``wants_logits``.
         """
         dev = self.loaded.device
-        flat = [t for it in items for t in it.token_ids]
-        ids = torch.tensor(flat, dtype=torch.long, device=dev)
+        if len(items) == 1:
+            flat = list(items[0].token_ids)
+        else:
+            flat = [t for it in items for t in it.token_ids]
         total = len(flat)
-        h = self._embed(ids)[None]  # [1, T, hidden]
-        cos, sin = self._rope(items, h)  # [T, 1, head_dim]
-        head_dim = self.loaded.head_dim
-        # Per item: its rows, and its mask (built once per step, shared by every layer).
-        spans = []
-        offset = 0
-        for it in items:
-            n = len(it.token_ids)
-            spans.append((slice(offset, offset + n), n, self._mask(n, it.start, dev)))
-            offset += n
+        h = self._embed(torch.tensor(flat, dtype=torch.long, device=dev))  # [T, hidden]
+        cos, sin = self._rope(items, h)  # [T, 1, head_dim]; sin sign-folded
+        heads, kv_heads, d = self._num_heads, self.loaded.num_kv_heads, self.loaded.head_dim
+        qk_width = (heads + kv_heads) * d
         single = len(items) == 1
+        if single:
+            # One request (the common batch-1 decode): no packing buffer, no per-item spans.
+            it, cache = items[0], caches[0]
+            mask = self._mask(total, it.start, dev)
+        else:
+            # Per item: its rows, and its mask (built once per step, shared by every layer).
+            spans = []
+            offset = 0
+            for it in items:
+                n = len(it.token_ids)
+                spans.append((slice(offset, offset + n), n, self._mask(n, it.start, dev)))
+                offset += n
         for layer_idx, ops in enumerate(self._layers):
-            x = ops.input_norm(h)
-            q = ops.q(x).view(total, -1, head_dim)
-            k = ops.k(x).view(total, -1, head_dim)
-            v = ops.v(x).view(total, -1, head_dim)
-            q = q * cos + _rotate_half(q) * sin
-            k = k * cos + _rotate_half(k) * sin
+            qkv = ops.qkv(ops.input_norm(h))  # [T, (heads + 2 kv_heads) * d]
+            qk = _rotate(qkv[:, :qk_width].view(total, heads + kv_heads, d), cos, sin)
+            q, k = qk[:, :heads], qk[:, heads:]
+            v = qkv[:, qk_width:].view(total, kv_heads, d)
             if single:
-                # One request (the common batch-1 decode): no packing buffer to fill.
-                it, cache = items[0], caches[0]
                 cache.write(layer_idx, it.start, k.transpose(0, 1), v.transpose(0, 1))
                 keys, values = cache.view(layer_idx, it.start + total)
-                out = self._attend(q, keys, values, it.start, ops.scaling, spans[0][2])
+                out = self._attend(q, keys, values, it.start, ops.scaling, mask)
             else:
-                out = torch.empty(total, self._num_heads * head_dim, dtype=h.dtype, device=dev)
-                for it, cache, (sl, n, mask) in zip(items, caches, spans, strict=True):
-                    cache.write(layer_idx, it.start, k[sl].transpose(0, 1), v[sl].transpose(0, 1))
-                    keys, values = cache.view(layer_idx, it.start + n)
-                    out[sl] = self._attend(q[sl], keys, values, it.start, ops.scaling, mask)
-            h = h + ops.o(out[None])
-            h = h + ops.mlp(ops.post_norm(h))
-        for it, cache in zip(items, caches, strict=True):
-            cache.advance(len(it.token_ids))
-        rows = [sl.stop - 1 for (sl, _, _), it in zip(spans, items, strict=True) if it.wants_logits]
-        if rows == [total - 1]:
-            last = h[0, total - 1 :]
+                out = torch.empty(total, heads * d, dtype=h.dtype, device=dev)
+                for item, item_cache, (sl, n, item_mask) in zip(items, caches, spans, strict=True):
+                    item_cache.write(
+                        layer_idx, item.start, k[sl].transpose(0, 1), v[sl].transpose(0, 1)
+                    )
+                    keys, values = item_cache.view(layer_idx, item.start + n)
+                    out[sl] = self._attend(q[sl], keys, values, item.start, ops.scaling, item_mask)
+            h = ops.attn_out(h, out)
+            h = ops.mlp(h, ops.post_norm(h))
+        if single:
+            cache.advance(total)
+            if not it.wants_logits:
+                return h.new_empty((0, self.loaded.vocab_size), dtype=torch.float32)
+            last = h[total - 1 :]
         else:
-            last = h[0, torch.tensor(rows, dtype=torch.long, device=dev)]
+            for item, item_cache in zip(items, caches, strict=True):
+                item_cache.advance(len(item.token_ids))
+            wanting = zip(spans, items, strict=True)
+            rows = [sl.stop - 1 for (sl, _, _), item in wanting if item.wants_logits]
+            last = h[torch.tensor(rows, dtype=torch.long, device=dev)]
         logits: torch.Tensor = self._lm_head(self._norm(last)).float()
         return logits
 
     def _rope(
         self, items: Sequence[StepItem], h: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin ``[T, 1, head_dim]`` for the positions of ``items``.
+        """cos and sign-folded sin (``_sign_fold``) ``[T, 1, head_dim]`` for the positions of
+        ``items``.
 
         Static RoPE is an elementwise function of the position, so rows of a table computed
         once are bit-identical to computing them per step; dynamic variants are computed per step.
@@ -246,8 +384,8 @@ class ModelRunner:
                 # would hold ~128 MB that short prompts never touch.
                 have = 0 if self._rope_table is None else self._rope_table[0].shape[0]
                 rows = min(self.loaded.max_context, max(end, 2 * have, 4096))
-                cos_t, sin_t = self._rotary(h, torch.arange(rows, device=dev)[None])
-                self._rope_table = (cos_t[0, :, None, :], sin_t[0, :, None, :])
+                cos_t, sin_t = self._rotary(h[None], torch.arange(rows, device=dev)[None])
+                self._rope_table = (cos_t[0, :, None, :], _sign_fold(sin_t[0, :, None, :]))
             cos_t, sin_t = self._rope_table
             if len(items) == 1:
                 it = items[0]
@@ -262,8 +400,8 @@ class ModelRunner:
         positions = torch.cat(
             [torch.arange(it.start, it.start + len(it.token_ids), device=dev) for it in items]
         )
-        cos, sin = self._rotary(h, positions[None])
-        return cos[0, :, None, :], sin[0, :, None, :]
+        cos, sin = self._rotary(h[None], positions[None])
+        return cos[0, :, None, :], _sign_fold(sin[0, :, None, :])
 
     @staticmethod
     def _mask(n: int, start: int, dev: torch.device) -> torch.Tensor | None:
