@@ -115,3 +115,38 @@ def test_explore_every_must_not_be_negative() -> None:
     """A negative exploration period is a ConfigError."""
     with pytest.raises(ConfigError, match="explore_every"):
         DecisionConfig(explore_every=-1)
+
+
+def test_loads_all_before_measurement_and_when_loading_is_cheaper() -> None:
+    """loads_all is true with nothing measured, and then exactly while one block of the tier
+    loads faster than the cheapest of its blocks (the one at ``start``) recomputes."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=1.0))
+    assert d.loads_all("redis", start=0, block_tokens=100)
+    d.observe_prefill(tokens=100, seconds=0.1)  # 0.1 s per 100-token block
+    assert d.loads_all("redis", start=0, block_tokens=100)  # load cost not measured yet
+    d.observe_load("redis", blocks=1, nbytes=1, seconds=0.05)
+    assert d.loads_all("redis", start=0, block_tokens=100)
+    d.observe_load("redis", blocks=1, nbytes=1, seconds=0.2)
+    assert not d.loads_all("redis", start=0, block_tokens=100)
+    assert d.loads_all("dram", start=0, block_tokens=100)
+
+
+def test_loads_all_checks_the_block_at_start() -> None:
+    """With cost growing by position, a tier too slow for early blocks is fast enough for late
+    ones: loads_all answers for the blocks from ``start`` on."""
+    d = LoadDecider(DecisionConfig(ewma_alpha=0.5))  # two windows fit a + b x position exactly
+    d.observe_prefill(tokens=100, seconds=0.1, start=0)  # 1 ms/token at position 0..99
+    d.observe_prefill(tokens=100, seconds=0.3, start=1000)  # 3 ms/token at 1000..1099
+    d.observe_load("redis", blocks=1, nbytes=1, seconds=0.2)
+    assert d.recompute_s(0, 100) == pytest.approx(0.1)
+    assert d.recompute_s(1000, 100) == pytest.approx(0.3)
+    assert not d.loads_all("redis", start=0, block_tokens=100)
+    assert d.loads_all("redis", start=1000, block_tokens=100)
+
+
+def test_loads_all_when_decision_disabled() -> None:
+    """With the decision off everything loads, however slow the tier."""
+    d = LoadDecider(DecisionConfig(enabled=False))
+    d.observe_prefill(tokens=100, seconds=0.001)
+    d.observe_load("redis", blocks=1, nbytes=1, seconds=9.0)
+    assert d.loads_all("redis", start=0, block_tokens=100)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tokenwatt.errors import ConfigError
+from tokenwatt.warehouse.config import WarehouseConfig, build_store
 from tokenwatt.warehouse.keys import BlockHasher
 from tokenwatt.warehouse.memory import MemoryTier
 from tokenwatt.warehouse.redis_tier import RedisTier
@@ -101,3 +102,74 @@ def test_non_finite_ttl_rejected(ttl_s: float) -> None:
     """A NaN or infinite TTL would fail every write later; it is refused at construction."""
     with pytest.raises(ConfigError, match="ttl_s must be"):
         RedisTier("redis://127.0.0.1:1", ttl_s=ttl_s)
+
+
+def _command_calls(url: str) -> dict[str, int]:
+    """Calls per command since the last CONFIG RESETSTAT, from the server's INFO."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    stats = client.info("commandstats")
+    client.close()
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def _reset_command_stats(url: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    client.config_resetstat()
+    client.close()
+
+
+def test_store_load_is_one_mget(redis_url: str, make_kv: KV) -> None:
+    """A load from the Redis tier of build_store is one MGET: no EXISTS probe round trip."""
+    store = build_store(WarehouseConfig(dram_bytes=0, redis_url=redis_url), fingerprint="m")
+    keys = BlockHasher("m", block_tokens=4).keys(range(40))
+    store.put([(k, make_kv(i)) for i, k in enumerate(keys)], block_tokens=4)
+    _reset_command_stats(redis_url)
+    loaded = store.load(keys, block_tokens=4)
+    assert loaded.tiers == ("redis",) * 10
+    np.testing.assert_array_equal(loaded.blocks[9].arrays[3], make_kv(9)[3])
+    calls = _command_calls(redis_url)
+    assert calls.get("mget") == 1
+    assert "exists" not in calls and "get" not in calls
+    store.close()
+
+
+def test_corrupt_redis_block_is_miss_and_deleted(redis_url: str, make_kv: KV) -> None:
+    """A value damaged inside Redis (one payload byte rewritten) ends the prefix before it and is
+    deleted from the server; the blocks before it load."""
+    import redis
+
+    store = build_store(WarehouseConfig(dram_bytes=0, redis_url=redis_url), fingerprint="m")
+    keys = BlockHasher("m", block_tokens=4).keys(range(16))
+    store.put([(k, make_kv(i)) for i, k in enumerate(keys)], block_tokens=4)
+    client = redis.Redis.from_url(redis_url)
+    name = "tw:kv:" + keys[2]
+    value = client.get(name)
+    assert isinstance(value, bytes)
+    client.setrange(name, len(value) - 9, bytes([value[-9] ^ 0x01]))
+    loaded = store.load(keys, block_tokens=4)
+    assert len(loaded.blocks) == 2
+    assert store.stats.snapshot().tiers["redis"].rejected == 1
+    assert client.exists(name) == 0
+    client.close()
+    store.close()
+
+
+@pytest.mark.slow
+def test_cluster_store_load(redis_cluster: str, make_kv: KV) -> None:
+    """Through build_store in cluster mode, a prefix spread over 3 nodes loads whole and verified
+    (one MGET per slot), and a block missing on one node ends it there."""
+    config = WarehouseConfig(dram_bytes=0, redis_url=redis_cluster, redis_cluster=True)
+    store = build_store(config, fingerprint="m")
+    keys = BlockHasher("m", block_tokens=4).keys(range(4 * 24))
+    store.put([(k, make_kv(i)) for i, k in enumerate(keys)], block_tokens=4)
+    loaded = store.load(keys, block_tokens=4)
+    assert loaded.tiers == ("redis",) * 24
+    np.testing.assert_array_equal(loaded.blocks[17].arrays[0], make_kv(17)[0])
+    store.tiers[0].tier.delete(keys[13])
+    assert len(store.load(keys, block_tokens=4).blocks) == 13
+    assert store.tiers[0].tier.clear() == 23  # type: ignore[attr-defined]
+    store.close()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,22 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class RecordingTier(MemoryTier):
+    """A DRAM tier that records which batched read each call was (``contains`` or ``get``)."""
+
+    def __init__(self) -> None:
+        super().__init__(1 << 20, name="remote")
+        self.reads: list[str] = []
+
+    def contains_many(self, keys: Sequence[str]) -> list[bool]:
+        self.reads.append("contains")
+        return super().contains_many(keys)
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.reads.append("get")
+        return super().get_many(keys)
 
 
 def _blocks(make_kv: KV, keys: list[str]) -> list[tuple[str, list[np.ndarray]]]:
@@ -245,4 +261,92 @@ def test_check_tiers_names_each_failing_tier_and_why(tmp_path: Path) -> None:
     assert "cannot use" in problems["disk"] and "pick a writable directory" in problems["disk"]
     assert not store.tier_available("disk")
     assert store.tier_available("dram")
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("fetch_on_probe", "reads"), [(False, ["contains", "get"]), (True, ["get"])]
+)
+def test_fetch_on_probe_loads_in_one_call(
+    make_kv: KV, fetch_on_probe: bool, reads: list[str]
+) -> None:
+    """A fetch_on_probe tier is probed with get_many and the values are used for the load: one
+    call per load instead of contains_many then get_many, and the same blocks."""
+    remote = RecordingTier()
+    store = TieredStore([TierConfig(remote, fetch_on_probe=fetch_on_probe)], fingerprint="m")
+    store.put(_blocks(make_kv, KEYS), block_tokens=4)
+    loaded = store.load(KEYS, block_tokens=4)
+    assert remote.reads == reads
+    assert loaded.tiers == ("remote",) * 4
+    np.testing.assert_array_equal(loaded.blocks[3].arrays[2], make_kv(3)[2])
+    assert store.stats.snapshot().tiers["remote"].hits == 4
+
+
+def test_fetch_on_probe_prefix_stops_at_gap(make_kv: KV) -> None:
+    """Fetched while probing, blocks after a missing one are still not served."""
+    remote = RecordingTier()
+    store = TieredStore([TierConfig(remote, fetch_on_probe=True)], fingerprint="m")
+    store.put(_blocks(make_kv, KEYS), block_tokens=4)
+    remote.delete(KEYS[2])
+    loaded = store.load(KEYS, block_tokens=4)
+    assert (len(loaded.blocks), loaded.available_blocks, remote.reads) == (2, 2, ["get"])
+
+
+def test_fetch_on_probe_only_checks_existence_when_recompute_is_cheaper(make_kv: KV) -> None:
+    """When loading from the tier is judged slower than recomputing, its probe fetches nothing
+    (contains_many), and nothing is loaded."""
+    remote = RecordingTier()
+    store = TieredStore([TierConfig(remote, fetch_on_probe=True)], fingerprint="m")
+    store.put(_blocks(make_kv, KEYS), block_tokens=4)
+    store.decider.observe_prefill(tokens=1000, seconds=0.001)  # 4 us per block
+    store.decider.observe_load("remote", blocks=1, nbytes=100, seconds=1.0)
+    loaded = store.load(KEYS, block_tokens=4)
+    assert (len(loaded.blocks), loaded.available_blocks, remote.reads) == (0, 4, ["contains"])
+
+
+def test_fetch_on_probe_times_load_per_block(make_kv: KV) -> None:
+    """The fetch made while probing counts as the tier's load time: the decider learns it."""
+    remote = FaultyTier(MemoryTier(1 << 20), name="remote")
+    store = TieredStore([TierConfig(remote, fetch_on_probe=True)], fingerprint="m")
+    store.put(_blocks(make_kv, KEYS), block_tokens=4)
+    remote.delay_s = 0.2
+    store.load(KEYS, block_tokens=4)
+    per_block = store.decider.load_s_per_block("remote")
+    assert per_block is not None and 0.05 <= per_block < 0.1  # 0.2 s over 4 blocks, plus decode
+
+
+def test_corrupt_prefetched_block_is_miss_and_dropped(make_kv: KV) -> None:
+    """A damaged block fetched while probing is verified like any other: the prefix ends before
+    it, it is counted as rejected and deleted."""
+    remote = RecordingTier()
+    store = TieredStore([TierConfig(remote, fetch_on_probe=True)], fingerprint="m")
+    store.put(_blocks(make_kv, KEYS), block_tokens=4)
+    good = remote.get(KEYS[2])
+    assert good is not None
+    damaged = bytearray(good)
+    damaged[-3] ^= 0x10
+    remote.delete(KEYS[2])
+    remote.put(KEYS[2], bytes(damaged))
+    loaded = store.load(KEYS, block_tokens=4)
+    assert len(loaded.blocks) == 2
+    assert store.stats.snapshot().tiers["remote"].rejected == 1
+    assert not remote.contains(KEYS[2])
+
+
+def test_slow_fetch_on_probe_tier_times_out_then_is_skipped(make_kv: KV) -> None:
+    """Fetching while probing keeps the timeout and the breaker: one timeout, then skipped."""
+    slow = FaultyTier(MemoryTier(1 << 20), name="slow")
+    store = TieredStore(
+        [TierConfig(MemoryTier(0)), TierConfig(slow, timeout_s=0.05, fetch_on_probe=True)],
+        fingerprint="m",
+        config=StoreConfig(backoff_initial_s=60.0, backoff_max_s=60.0),
+    )
+    store.put(_blocks(make_kv, KEYS), block_tokens=4)
+    slow.delay_s = 2.0
+    start = time.monotonic()
+    assert store.load(KEYS, block_tokens=4).blocks == ()
+    assert store.load(KEYS, block_tokens=4).blocks == ()
+    assert time.monotonic() - start < 1.5
+    counters = store.stats.snapshot().tiers["slow"]
+    assert (counters.errors, counters.skipped) == (1, 1)
     store.close()

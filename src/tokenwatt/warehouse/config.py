@@ -202,7 +202,8 @@ def build_store(config: WarehouseConfig, *, fingerprint: str) -> TieredStore:
             socket_timeout_s=config.redis_timeout_s,
         )
         # Connect plus one command: a dead server costs at most this, once per backoff period.
-        tiers.append(TierConfig(redis, timeout_s=config.redis_timeout_s * 2))
+        # Probed by fetching (one MGET per load instead of EXISTS, then MGET).
+        tiers.append(TierConfig(redis, timeout_s=config.redis_timeout_s * 2, fetch_on_probe=True))
     store_config = StoreConfig(
         backoff_initial_s=config.backoff_initial_s,
         backoff_max_s=max(60.0, config.backoff_initial_s),

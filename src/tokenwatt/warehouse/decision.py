@@ -123,6 +123,19 @@ class LoadDecider:
         """Moving average of the bytes per second observed from ``tier``."""
         return self._bytes_per_s.get(tier)
 
+    def loads_all(self, tier: str, start: int, block_tokens: int) -> bool:
+        """Whether every block from ``tier`` at token position ``start`` or later is judged
+        cheaper to load than to recompute (true before either cost was measured). Recompute
+        cost grows with position, so the block at ``start`` is the one to check."""
+        if not self.config.enabled:
+            return True
+        with self._lock:
+            recompute_s = self.prefill_time.cost(start, block_tokens)
+            load_s = self._load_s_per_block.get(tier)
+        if recompute_s is None or load_s is None:
+            return True
+        return load_s * self.config.margin < recompute_s
+
     def blocks_to_load(self, tiers: Sequence[str], block_tokens: int) -> int:
         """How many leading blocks to load, given the tier holding each available block.
 

@@ -3,6 +3,7 @@
 Tiers are tried fastest first; a prefix stops at the first block no tier holds. Loaded blocks
 are promoted to the faster tiers. A tier that raises or exceeds its timeout is skipped behind a
 circuit breaker with exponential backoff, so a request never fails or hangs on the warehouse.
+A remote tier (``fetch_on_probe``) is probed by fetching, so a load costs it one round trip.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ class TierConfig:
     """Check the payload checksum on every read; False only for in-process DRAM (see codec)."""
     promote: bool = True
     """Receive blocks loaded from slower tiers."""
+    fetch_on_probe: bool = False
+    """Probe with ``get_many`` instead of ``contains_many`` and keep the values for the load, when
+    the decider judges every block there worth loading: one round trip instead of two. For
+    remote tiers (Redis), where a round trip costs more than an existence check saves."""
 
     def __post_init__(self) -> None:
         if self.timeout_s is not None and self.timeout_s <= 0:
@@ -95,6 +100,16 @@ class LoadedPrefix:
     def tokens(self) -> int:
         """Tokens covered by the loaded blocks."""
         return sum(b.header.token_count for b in self.blocks)
+
+
+@dataclass(frozen=True)
+class _Prefetch:
+    """What a ``fetch_on_probe`` tier returned while it was probed, kept for the load."""
+
+    values: dict[int, bytes]
+    """Block bytes by index into the probed keys (present keys only)."""
+    seconds: float
+    """How long the fetch took."""
 
 
 class _Breaker:
@@ -207,14 +222,30 @@ class TieredStore:
 
     def probe(self, keys: Sequence[str]) -> list[int]:
         """For each leading key some tier holds, the index of the fastest such tier."""
+        return self._probe(keys, may_fetch=None)[0]
+
+    def _probe(
+        self, keys: Sequence[str], *, may_fetch: Callable[[str, int], bool] | None
+    ) -> tuple[list[int], dict[int, _Prefetch]]:
+        """``probe``, plus the values of each ``fetch_on_probe`` tier for which
+        ``may_fetch(tier name, index of its first key to probe)`` is true (None: fetch none)."""
         found: list[int | None] = [None] * len(keys)
+        prefetched: dict[int, _Prefetch] = {}
         for ti, tc in enumerate(self.tiers):
             todo = [i for i, f in enumerate(found) if f is None]
             if not todo:
                 break
             wanted = [keys[i] for i in todo]
+            fetch = tc.fetch_on_probe and may_fetch is not None and may_fetch(tc.tier.name, todo[0])
             try:
-                present = self._call(tc, functools.partial(tc.tier.contains_many, wanted))
+                if fetch:
+                    t0 = time.perf_counter()
+                    raw = self._call(tc, functools.partial(tc.tier.get_many, wanted))
+                    values = {i: v for i, v in zip(todo, raw, strict=True) if v is not None}
+                    prefetched[ti] = _Prefetch(values, time.perf_counter() - t0)
+                    present = [v is not None for v in raw]
+                else:
+                    present = self._call(tc, functools.partial(tc.tier.contains_many, wanted))
             except _TierUnavailable:
                 continue
             for i, hit in zip(todo, present, strict=True):
@@ -226,7 +257,7 @@ class TieredStore:
             if f is None:
                 break
             out.append(f)
-        return out
+        return out, prefetched
 
     def load(
         self, keys: Sequence[str], *, block_tokens: int | None = None, decide: bool = True
@@ -237,14 +268,14 @@ class TieredStore:
         tier failures or bad blocks: those end the prefix early.
         """
         start = time.perf_counter()
-        plan = self.probe(keys)
+        plan, prefetched = self._probe(keys, may_fetch=self._fetch_judge(decide, block_tokens))
         available = len(plan)
         if decide and plan and block_tokens is not None:
             names = [self.tiers[i].tier.name for i in plan]
             plan = plan[: self.decider.blocks_to_load(names, block_tokens)]
         pins = self._pin(keys, plan)
         try:
-            blocks, sources = self._fetch_plan(keys, plan, block_tokens)
+            blocks, sources = self._fetch_plan(keys, plan, block_tokens, prefetched)
         finally:
             for tier, pinned in pins:
                 for key in pinned:
@@ -254,6 +285,15 @@ class TieredStore:
         saved_j, basis = self.decider.energy_saved(result.tokens) if result.tokens else (None, "")
         self.stats.record_load(result.tokens, seconds, saved_j, basis)
         return result
+
+    def _fetch_judge(self, decide: bool, block_tokens: int | None) -> Callable[[str, int], bool]:
+        """Whether fetching a tier's blocks while probing, from key index ``first`` on, wastes
+        nothing: always without a decision (all found blocks load), else when the decider would
+        load every one of them."""
+        if not decide or block_tokens is None:
+            return lambda name, first: True
+        bt = block_tokens
+        return lambda name, first: self.decider.loads_all(name, first * bt, bt)
 
     def _pin(
         self, keys: Sequence[str], plan: Sequence[int]
@@ -269,7 +309,11 @@ class TieredStore:
         return pins
 
     def _fetch_plan(
-        self, keys: Sequence[str], plan: Sequence[int], block_tokens: int | None
+        self,
+        keys: Sequence[str],
+        plan: Sequence[int],
+        block_tokens: int | None,
+        prefetched: dict[int, _Prefetch],
     ) -> tuple[list[DecodedBlock], list[str]]:
         blocks: list[DecodedBlock] = []
         sources: list[str] = []
@@ -279,7 +323,15 @@ class TieredStore:
             end = pos
             while end < len(plan) and plan[end] == ti:
                 end += 1
-            got = self._fetch(ti, keys[pos:end], block_tokens)
+            pre = prefetched.get(ti)
+            if pre is None:
+                got = self._fetch(ti, keys[pos:end], block_tokens)
+            else:
+                # Every planned key of this tier was present when it was fetched. The fetch's
+                # time is shared out by block, so the decider sees the per-block load cost.
+                raw = [pre.values[i] for i in range(pos, end)]
+                share_s = pre.seconds * (end - pos) / len(pre.values)
+                got = self._verify(ti, keys[pos:end], raw, block_tokens, share_s)
             blocks.extend(got)
             sources.extend([self.tiers[ti].tier.name] * len(got))
             if len(got) < end - pos:
@@ -290,12 +342,26 @@ class TieredStore:
     def _fetch(self, ti: int, keys: Sequence[str], block_tokens: int | None) -> list[DecodedBlock]:
         """Fetch, verify and promote ``keys`` from tier ``ti``; stops at the first bad block."""
         tc = self.tiers[ti]
-        name = tc.tier.name
         t0 = time.perf_counter()
         try:
             raw = self._call(tc, lambda: tc.tier.get_many(list(keys)))
         except _TierUnavailable:
             return []
+        return self._verify(ti, keys, raw, block_tokens, time.perf_counter() - t0)
+
+    def _verify(
+        self,
+        ti: int,
+        keys: Sequence[str],
+        raw: Sequence[bytes | None],
+        block_tokens: int | None,
+        fetch_s: float,
+    ) -> list[DecodedBlock]:
+        """Verify and promote blocks fetched from tier ``ti`` (in ``fetch_s``); stops at the
+        first missing or bad block."""
+        tc = self.tiers[ti]
+        name = tc.tier.name
+        t0 = time.perf_counter()
         out: list[DecodedBlock] = []
         nbytes = 0
         for key, data in zip(keys, raw, strict=True):
@@ -317,7 +383,7 @@ class TieredStore:
                 break
             out.append(block)
             nbytes += len(data)
-        seconds = time.perf_counter() - t0
+        seconds = fetch_s + time.perf_counter() - t0
         if out:
             self.stats.record_tier(name, hits=len(out), bytes_read=nbytes)
             self.decider.observe_load(name, len(out), nbytes, seconds)
