@@ -44,6 +44,8 @@ class FaultyServer:
     """Port to bind (0: pick a free one)."""
     stamp_text: bool = False
     """Send each token's ``t_send`` as its text, so any harness can measure its timing error."""
+    max_model_len: int | None = None
+    """Context reported by ``/v1/models`` (as tokenwatt serve and vLLM do); None: not reported."""
     requests_seen: int = 0
     """Completion requests read so far."""
     tokens_sent: int = 0
@@ -114,7 +116,10 @@ class FaultyServer:
             await _respond(writer, 200, self.metrics_text(), "text/plain; version=0.0.4")
             return True
         if method == "GET" and path == "/v1/models":
-            models = {"object": "list", "data": [{"id": "faulty", "object": "model"}]}
+            entry: dict[str, object] = {"id": "faulty", "object": "model"}
+            if self.max_model_len is not None:
+                entry["max_model_len"] = self.max_model_len
+            models = {"object": "list", "data": [entry]}
             await _respond(writer, 200, json.dumps(models), "application/json")
             return True
         if method == "GET" and path == "/health":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -14,8 +17,10 @@ from tokenwatt.bench.client import (
     ClientConfig,
     EndpointError,
     FunctionClient,
+    ModelInfo,
     OpenAIClient,
     discover_model,
+    list_models,
     synthetic_prompt,
 )
 from tokenwatt.bench.record import Chunk, Done, Failure, StreamEvent
@@ -252,3 +257,73 @@ async def test_discover_model_names_a_silent_endpoint(silent_url: str) -> None:
     stalled requests."""
     with pytest.raises(EndpointError, match=r"did not answer GET /v1/models within 0\.2 s"):
         await discover_model(silent_url, timeout_s=0.2)
+
+
+async def test_list_models_reads_max_model_len(start_server: StartServer) -> None:
+    """The context /v1/models reports (tokenwatt serve, vLLM) comes with the model's id."""
+    server = await start_server(max_model_len=8192)
+    assert await list_models(server.url) == (ModelInfo("faulty", 8192),)
+
+
+async def test_list_models_without_max_model_len_is_none(start_server: StartServer) -> None:
+    """An endpoint that reports no context gives max_model_len None (unknown), not a guess."""
+    server = await start_server()
+    assert await list_models(server.url) == (ModelInfo("faulty", None),)
+
+
+@pytest.fixture
+def models_url() -> Iterator[tuple[str, list[bytes]]]:
+    """A loopback server answering GET /v1/models with the JSON body put in the list."""
+    bodies: list[bytes] = [b"{}"]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(bodies[0])))
+            self.end_headers()
+            self.wfile.write(bodies[0])
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Quiet."""
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", bodies
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join()
+
+
+async def test_list_models_ignores_malformed_context_lengths(
+    models_url: tuple[str, list[bytes]],
+) -> None:
+    """Every model is listed in order; a context that is not an integer >= 2 is unknown."""
+    url, bodies = models_url
+    data = [
+        {"id": "a", "max_model_len": True},
+        {"id": "b", "max_model_len": "8192"},
+        {"id": "c", "max_model_len": 1},
+        {"id": "d", "max_model_len": 4096},
+    ]
+    bodies[0] = json.dumps({"data": data}).encode()
+    assert await list_models(url) == (
+        ModelInfo("a"),
+        ModelInfo("b"),
+        ModelInfo("c"),
+        ModelInfo("d", 4096),
+    )
+
+
+@pytest.mark.parametrize("body", [{"data": []}, {"data": "x"}, {"data": [{"name": "x"}]}, []])
+async def test_list_models_names_a_body_that_is_not_a_model_list(
+    models_url: tuple[str, list[bytes]], body: object
+) -> None:
+    """An empty or malformed model list is an EndpointError naming the URL to check."""
+    url, bodies = models_url
+    bodies[0] = json.dumps(body).encode()
+    with pytest.raises(EndpointError, match="not an OpenAI-compatible endpoint"):
+        await list_models(url)

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
 from tokenwatt.bench.bench import run_bench
-from tokenwatt.bench.client import ClientConfig, OpenAIClient
+from tokenwatt.bench.client import ClientConfig, OpenAIClient, list_models
 from tokenwatt.bench.energy_sources import PrometheusSource
 from tokenwatt.bench.load import ClosedLoop
 from tokenwatt.bench.runner import LoadRunner
 from tokenwatt.bench.slo import parse_slos
+from tokenwatt.bench.workloads import WorkloadOptions, build_workload
 from tokenwatt.energy.replay import FixedPowerMeter
 from tokenwatt.engine.config import EngineConfig
 from tokenwatt.engine.engine import Engine
@@ -61,3 +63,42 @@ async def test_bench_against_tokenwatt_serve(engine_server: RunningServer, api: 
     assert energy is not None
     assert (energy["source"], energy["scope"]) == ("estimated:fixed-power", "cpu")
     assert energy["whole_run"]["energy_j"] > 0
+
+
+async def test_prompts_longer_than_the_context_are_clamped_to_fit(
+    engine_server: RunningServer, tmp_path: Path
+) -> None:
+    """A trace with prompts of 9,000 and 8,190 tokens against the tiny model (context 8,192, read
+    from /v1/models): both are cut to 8,188 so the 4 output tokens fit; no request fails, and
+    the result counts exactly 2 of 3 prompts clamped."""
+    models = await list_models(engine_server.url)
+    assert models is not None
+    assert (models[0].id, models[0].max_model_len) == ("tiny", 8192)
+    trace = tmp_path / "long.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.0,9000,4\n"
+        "2023-11-16 18:15:46.1,100,4\n"
+        "2023-11-16 18:15:46.2,8190,4\n"
+    )
+    opts = WorkloadOptions(
+        "trace", trace=trace, tokenizer="bytes", max_model_len=models[0].max_model_len
+    )
+    workload = build_workload(opts)
+    client = OpenAIClient(ClientConfig(base_url=engine_server.url, model="tiny", ignore_eos=True))
+    runner = LoadRunner(client, workload.requests, ClosedLoop(1))
+    try:
+        result = await run_bench(runner, workload_stats=workload.stats)
+    finally:
+        await client.aclose()
+    assert result.summary["errors"] == {}
+    # The server's own prompt_tokens: the byte tokenizer makes the synthesized lengths exact.
+    by_id = {r.request_id: (r.input_tokens, r.output_tokens) for r in result.records}
+    assert by_id == {"azure-0": (8188, 4), "azure-1": (100, 4), "azure-2": (8188, 4)}
+    context = result.workload_stats["context"]
+    assert (context["limit"], context["max_model_len"]) == ("max_model_len", 8192)
+    assert (context["requests"], context["prompts_clamped"], context["outputs_clamped"]) == (
+        3,
+        2,
+        0,
+    )

@@ -72,3 +72,16 @@ def test_report_without_energy_says_it_was_not_measured() -> None:
     """No energy: the section says so instead of drawing empty charts."""
     text = build_report(BenchResult()).render()
     assert "Energy was not measured" in text
+
+
+def test_report_shows_the_context_clamp_count() -> None:
+    """The summary names the limit prompts were fitted to and how many it clamped."""
+    context = {
+        "limit": "max_model_len",
+        "max_model_len": 8192,
+        "requests": 500,
+        "prompts_clamped": 37,
+        "outputs_clamped": 0,
+    }
+    text = build_report(BenchResult(workload_stats={"context": context})).render()
+    assert "prompts clamped to fit max_model_len 8192" in text and "37 of 500" in text

@@ -79,3 +79,65 @@ def test_salt_changes_every_prompt() -> None:
     a = build_workload(WorkloadOptions("chat", num_requests=2, salt="a")).requests
     b = build_workload(WorkloadOptions("chat", num_requests=2, salt="b")).requests
     assert [r.prompt for r in a] != [r.prompt for r in b]
+
+
+def _azure(path: Path, rows: list[tuple[int, int]]) -> Path:
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    lines += [f"2023-11-16 18:15:46.{i},{inp},{out}" for i, (inp, out) in enumerate(rows)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_trace_prompts_fit_the_endpoint_context(tmp_path: Path) -> None:
+    """With max_model_len 8192, trace prompts are cut so prompt + output fits, and counted."""
+    trace = _azure(tmp_path / "t.csv", [(9000, 4), (100, 4), (8190, 4), (8188, 4)])
+    opts = WorkloadOptions("trace", num_requests=10, trace=trace, max_model_len=8192)
+    workload = build_workload(opts)
+    reqs = list(workload.requests)
+    assert [(r.input_tokens, r.output_tokens) for r in reqs] == [
+        (8188, 4),
+        (100, 4),
+        (8188, 4),
+        (8188, 4),
+    ]
+    context = workload.stats()["context"]
+    assert (context["limit"], context["requests"], context["prompts_clamped"]) == (
+        "max_model_len",
+        4,
+        2,
+    )
+
+
+def test_explicit_max_input_tokens_wins_over_the_context(tmp_path: Path) -> None:
+    """--max-input-tokens 50 caps prompts whatever max_model_len says, and is reported."""
+    trace = _azure(tmp_path / "t.csv", [(9000, 4), (40, 4), (60, 4)])
+    opts = WorkloadOptions(
+        "trace", trace=trace, max_input_tokens=50, max_model_len=8192, max_output_tokens=3
+    )
+    workload = build_workload(opts)
+    assert [(r.input_tokens, r.output_tokens) for r in workload.requests] == [
+        (50, 3),
+        (40, 3),
+        (50, 3),
+    ]
+    context = workload.stats()["context"]
+    assert (context["limit"], context["prompts_clamped"]) == ("max_input_tokens", 2)
+
+
+def test_synthetic_workload_states_an_unknown_context() -> None:
+    """Without max_model_len or a cap nothing is clamped, and the stats say the limit is unknown."""
+    workload = build_workload(WorkloadOptions("chat", num_requests=3))
+    context = workload.stats()["context"]
+    assert (context["limit"], context["requests"], context["prompts_clamped"]) == (None, 3, 0)
+
+
+def test_synthetic_workload_fits_a_small_context() -> None:
+    """A 64-token context: every chat request fits, the output kept where it alone fits."""
+    opts = WorkloadOptions("chat", num_requests=20, max_model_len=64, max_output_tokens=16)
+    workload = build_workload(opts)
+    reqs = list(workload.requests)
+    assert all(r.input_tokens + r.output_tokens <= 64 for r in reqs)
+    assert all(r.output_tokens <= 16 for r in reqs)
+    clamped = workload.stats()["context"]["prompts_clamped"]
+    # The chat preset's prompts (median ~1,000 tokens) all exceed 48.
+    assert clamped == sum(1 for r in reqs if r.input_tokens == 64 - r.output_tokens) == 20

@@ -12,7 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.bench.faulty_server import FaultyServer, serve_in_thread
+from tokenwatt.cli._common import console
 from tokenwatt.cli.main import app
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console wide enough that table rows do not wrap, so a row reads as one line."""
+    monkeypatch.setattr(console, "width", 160)
 
 
 @pytest.fixture
@@ -337,3 +344,66 @@ def test_options_that_would_be_ignored_are_refused(
     code, out = _run("run", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), *args)
     assert code == 2, out
     assert message in " ".join(out.split())
+
+
+def _trace(tmp_path: Path, rows: list[tuple[int, int]]) -> str:
+    lines = ["TIMESTAMP,ContextTokens,GeneratedTokens"]
+    lines += [f"2023-11-16 18:15:46.{i},{inp},{out}" for i, (inp, out) in enumerate(rows)]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_prompts_are_clamped_to_the_reported_max_model_len(tmp_path: Path) -> None:
+    """The endpoint reports max_model_len 100: a 9,000-token prompt is cut to 96 (4 output
+    tokens kept), the 10-token one is not; the table and the JSON say 1 of 2."""
+    with serve_in_thread(max_model_len=100) as srv:
+        args = [*_base(srv.url, tmp_path / "o"), "-w", "trace"]
+        code, out = _run(*args, "--trace", _trace(tmp_path, [(9000, 8), (10, 8)]))
+    assert code == 0, out
+    assert "prompts clamped to fit max_model_len 100 │ 1 of 2" in " ".join(out.split())
+    body = json.loads((tmp_path / "o" / "result.json").read_text())
+    context = body["workload_stats"]["context"]
+    assert (context["limit"], context["max_model_len"], context["prompts_clamped"]) == (
+        "max_model_len",
+        100,
+        1,
+    )
+    assert body["config"]["workload"]["max_model_len"] == 100
+    assert sorted(r["requested_output_tokens"] for r in body["records"]) == [4, 4]
+
+
+def test_explicit_max_input_tokens_wins_and_is_reported(tmp_path: Path) -> None:
+    """--max-input-tokens 5 clamps both prompts whatever the endpoint reports: 2 of 2."""
+    with serve_in_thread(max_model_len=100) as srv:
+        args = [*_base(srv.url, tmp_path / "o"), "-w", "trace", "--max-input-tokens", "5"]
+        code, out = _run(*args, "--trace", _trace(tmp_path, [(9000, 8), (10, 8)]))
+    assert code == 0, out
+    assert "prompts clamped to --max-input-tokens 5 │ 2 of 2" in " ".join(out.split())
+    body = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert body["workload_stats"]["context"]["limit"] == "max_input_tokens"
+    assert body["config"]["workload"]["max_model_len"] is None
+
+
+def test_unknown_context_is_stated(server: FaultyServer, tmp_path: Path) -> None:
+    """An endpoint that reports no max_model_len: nothing is clamped, and the result says the
+    limit was unknown."""
+    code, out = _run(*_base(server.url, tmp_path), "-n", "2")
+    assert code == 0, out
+    assert "max_model_len │ unknown: prompts not clamped" in " ".join(out.split())
+    body = json.loads((tmp_path / "result.json").read_text())
+    assert body["workload_stats"]["context"]["limit"] is None
+
+
+def test_given_model_takes_its_own_context(tmp_path: Path) -> None:
+    """--model faulty still reads faulty's max_model_len; a model the endpoint does not list
+    has no known context."""
+    with serve_in_thread(max_model_len=100) as srv:
+        code, out = _run(*_base(srv.url, tmp_path / "a"), "-n", "1", "--model", "faulty", "-q")
+        assert code == 0, out
+        code, out = _run(*_base(srv.url, tmp_path / "b"), "-n", "1", "--model", "other", "-q")
+        assert code == 0, out
+    a = json.loads((tmp_path / "a" / "result.json").read_text())
+    b = json.loads((tmp_path / "b" / "result.json").read_text())
+    assert a["workload_stats"]["context"]["max_model_len"] == 100
+    assert b["workload_stats"]["context"]["limit"] is None

@@ -6,8 +6,10 @@ from tokenwatt.bench.client import (
     EndpointClient,
     EndpointError,
     FunctionClient,
+    ModelInfo,
     OpenAIClient,
     discover_model,
+    list_models,
     synthetic_prompt,
 )
 from tokenwatt.bench.energy import (
@@ -26,6 +28,7 @@ from tokenwatt.bench.energy_sources import (
     MeterSource,
     PrometheusSource,
 )
+from tokenwatt.bench.lengths import LengthFitter, LengthLimits, describe_fit, fit_lengths
 from tokenwatt.bench.load import (
     ClosedLoop,
     GoodputSearch,
@@ -78,9 +81,12 @@ __all__ = [
     "Failure",
     "FunctionClient",
     "GoodputSearch",
+    "LengthFitter",
+    "LengthLimits",
     "LoadRunner",
     "LoadShape",
     "MeterSource",
+    "ModelInfo",
     "OpenAIClient",
     "OpenLoop",
     "PrometheusSource",
@@ -96,9 +102,12 @@ __all__ = [
     "build_workload",
     "compare",
     "concurrency_steps",
+    "describe_fit",
     "discover_model",
     "find_max_goodput_rate",
+    "fit_lengths",
     "interarrival_times",
+    "list_models",
     "load_result",
     "run_bench",
     "search_max_goodput",

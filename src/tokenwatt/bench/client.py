@@ -30,8 +30,10 @@ __all__ = [
     "ClientConfig",
     "EndpointClient",
     "FunctionClient",
+    "ModelInfo",
     "OpenAIClient",
     "discover_model",
+    "list_models",
     "synthetic_prompt",
 ]
 
@@ -125,11 +127,30 @@ class EndpointError(TokenwattError):
     """The URL answers, but not as an OpenAI-compatible endpoint (wrong URL or server)."""
 
 
-async def discover_model(
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model an endpoint lists at ``GET /v1/models``."""
+
+    id: str
+    """The model's name, as requests must send it."""
+    max_model_len: int | None = None
+    """Its context in tokens, prompt plus output (tokenwatt serve, vLLM); None: not reported."""
+
+
+def _model_info(entry: Any) -> ModelInfo:
+    if not isinstance(entry, Mapping) or "id" not in entry:
+        raise TypeError("not a model entry")
+    length = entry.get("max_model_len")
+    # A bool is an int to Python, never a context length.
+    valid = isinstance(length, int) and not isinstance(length, bool) and length >= 2
+    return ModelInfo(str(entry["id"]), length if valid else None)
+
+
+async def list_models(
     base_url: str, api_key: str | None = None, timeout_s: float = 10.0
-) -> str | None:
-    """The first model ``GET /v1/models`` lists; None when the endpoint refuses the connection or
-    has no such route (the run then reports what happens to its requests).
+) -> tuple[ModelInfo, ...] | None:
+    """The models ``GET /v1/models`` lists, in its order; None when the endpoint refuses the
+    connection or has no such route (the run then reports what happens to its requests).
 
     Raises:
         EndpointError: the endpoint answers, but not like an OpenAI-compatible one (HTML, not
@@ -145,7 +166,7 @@ async def discover_model(
         # timeout: minutes of nothing before the first result.
         raise EndpointError(
             f"{root} did not answer GET /v1/models within {timeout_s:g} s; check --url and "
-            "that the server is up (or pass --model to skip this check)"
+            "that the server is up (or pass --model and --max-input-tokens to skip this check)"
         ) from None
     except httpx.HTTPError as exc:
         log.info("cannot list models at %s: %r", root, exc)
@@ -154,14 +175,25 @@ async def discover_model(
         return None
     kind = response.headers.get("content-type", "?").split(";")[0]
     try:
-        body = response.json()
-        first = body["data"][0]["id"]
+        entries = response.json()["data"]
+        models = tuple(_model_info(entry) for entry in entries)
+        if not models:
+            raise IndexError("empty model list")
     except (ValueError, KeyError, IndexError, TypeError):
         raise EndpointError(
             f"{root} is not an OpenAI-compatible endpoint: GET /v1/models answered {kind}, "
             "not a model list; check --url (the server root, e.g. http://host:8000)"
         ) from None
-    return str(first)
+    return models
+
+
+async def discover_model(
+    base_url: str, api_key: str | None = None, timeout_s: float = 10.0
+) -> str | None:
+    """The first model ``GET /v1/models`` lists; None when the endpoint refuses the connection or
+    has no such route. Raises ``EndpointError`` as ``list_models`` does."""
+    models = await list_models(base_url, api_key, timeout_s)
+    return models[0].id if models else None
 
 
 _FALLBACK_PROMPTS = PromptSynthesizer()

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tokenwatt.bench.lengths import describe_fit
 from tokenwatt.bench.metrics import meets_slos, request_metrics
 from tokenwatt.bench.record import RequestRecord
 from tokenwatt.bench.results import BenchResult
@@ -64,6 +65,9 @@ def build_report(result: BenchResult) -> HtmlReport:
         ["request goodput (req/s)", s.get("request_goodput_rps")],
         ["token goodput (tok/s)", s.get("token_goodput_tps")],
     ]
+    context = result.workload_stats.get("context")
+    if context:
+        rows.append(list(describe_fit(context)))
     rep.table(["figure", "value"], rows)
     lat_rows = []
     for name in ("ttft_s", "itl_s", "tpot_s", "e2e_s"):

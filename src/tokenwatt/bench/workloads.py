@@ -1,15 +1,15 @@
 """Benchmark workloads by name: tokenwatt.workload's synthetic generators and trace readers,
-with token counts clamped to what the endpoint accepts, plus the stats a result records.
+with token counts fitted to what the endpoint accepts, plus the stats a result records.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tokenwatt.bench.lengths import LengthFitter, LengthLimits
 from tokenwatt.errors import ConfigError
 from tokenwatt.workload.agentic import AgenticSpec
 from tokenwatt.workload.prompts import PromptSynthesizer
@@ -55,7 +55,7 @@ class WorkloadOptions:
     prefix_share: float | None = None
     """Shared-prefix fraction for ``prefix-share`` (None: the preset's 0.5)."""
     max_input_tokens: int | None = None
-    """Clamp prompts to this many tokens (to fit a small model's context)."""
+    """Clamp prompts to this many tokens; when set, ``max_model_len`` is not used."""
     max_output_tokens: int | None = None
     """Clamp answers to this many tokens."""
     tokenizer: str | None = None
@@ -63,6 +63,9 @@ class WorkloadOptions:
     models) or a local Hugging Face tokenizer directory; None: about one token per word."""
     salt: str = ""
     """Mixed into every prompt so a prefix cache cannot reuse another run's prompts."""
+    max_model_len: int | None = None
+    """The endpoint's context (``GET /v1/models``): prompts are clamped so prompt + output
+    fits (see ``bench.lengths``); None: unknown, prompts are not clamped."""
 
     def __post_init__(self) -> None:
         if self.name not in BENCH_WORKLOADS:
@@ -73,10 +76,12 @@ class WorkloadOptions:
             raise ConfigError("the trace workload needs --trace FILE (Azure, BurstGPT or Mooncake)")
         if self.num_requests < 1 or self.sessions < 1 or self.turns < 1:
             raise ConfigError("request, session and turn counts must be >= 1")
-        for name in ("max_input_tokens", "max_output_tokens"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ConfigError(f"{name} must be >= 1, got {value}")
+        _ = self.limits  # the caps validate themselves: bad ones are refused here, up front
+
+    @property
+    def limits(self) -> LengthLimits:
+        """The length caps these options set."""
+        return LengthLimits(self.max_input_tokens, self.max_output_tokens, self.max_model_len)
 
 
 @dataclass(frozen=True)
@@ -87,19 +92,6 @@ class BenchWorkload:
     """The requests, in send order."""
     stats: Callable[[], Mapping[str, Any]]
     """Rows skipped, approximations: called after the run."""
-
-
-def _clamp(requests: Iterable[Request], opts: WorkloadOptions) -> Iterator[Request]:
-    for r in requests:
-        inp = min(r.input_tokens, opts.max_input_tokens or r.input_tokens)
-        out = min(r.output_tokens, opts.max_output_tokens or r.output_tokens)
-        if (inp, out) == (r.input_tokens, r.output_tokens):
-            yield r
-            continue
-        keep = inp // r.block_tokens  # whole blocks still inside the clamped prompt
-        yield dataclasses.replace(
-            r, input_tokens=inp, output_tokens=out, prefix_block_ids=r.prefix_block_ids[:keep]
-        )
 
 
 def _synthesizer(opts: WorkloadOptions) -> PromptSynthesizer:
@@ -122,14 +114,11 @@ def build_workload(opts: WorkloadOptions) -> BenchWorkload:
             tokenizer directory that cannot be read.
     """
     synth = _synthesizer(opts)
+    fitter = LengthFitter(opts.limits)
     if opts.name == "trace":
         assert opts.trace is not None
-        options = TraceOptions(
-            limit=opts.num_requests,
-            max_input_tokens=opts.max_input_tokens,
-            max_output_tokens=opts.max_output_tokens,
-        )
-        reader = open_trace(opts.trace, options=options)
+        # Lengths are fitted here, not by the reader, so every clamp is counted in one place.
+        reader = open_trace(opts.trace, options=TraceOptions(limit=opts.num_requests))
 
         def trace_stats() -> Mapping[str, Any]:
             s = reader.stats
@@ -140,9 +129,10 @@ def build_workload(opts: WorkloadOptions) -> BenchWorkload:
                 "requests": s.requests,
                 "skipped": dict(s.skipped),
                 "token_counts": synth.token_counts,
+                "context": fitter.stats(),
             }
 
-        return BenchWorkload(map(synth.for_request, reader), trace_stats)
+        return BenchWorkload(map(synth.for_request, fitter.fit_all(reader)), trace_stats)
     overrides: dict[str, Any] = {"seed": opts.seed}
     if opts.name == "agentic":
         overrides.update(num_sessions=opts.sessions, turns=opts.turns)
@@ -151,7 +141,11 @@ def build_workload(opts: WorkloadOptions) -> BenchWorkload:
         if opts.prefix_share is not None:
             overrides["prefix_share"] = opts.prefix_share
     spec = workload_spec(_SYNTHETIC[opts.name], **overrides)
-    requests = [synth.for_request(r) for r in _clamp(generate(spec), opts)]
+    requests = [synth.for_request(r) for r in fitter.fit_all(generate(spec))]
     kind = "sessions" if isinstance(spec, AgenticSpec) else "requests"
     summary = {"workload": opts.name, "requests": len(requests), "kind": kind}
-    return BenchWorkload(requests, lambda: {**summary, "token_counts": synth.token_counts})
+
+    def stats() -> Mapping[str, Any]:
+        return {**summary, "token_counts": synth.token_counts, "context": fitter.stats()}
+
+    return BenchWorkload(requests, stats)

@@ -20,8 +20,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from tokenwatt.bench.bench import run_bench
-from tokenwatt.bench.client import ClientConfig, EndpointError, OpenAIClient, discover_model
+from tokenwatt.bench.client import ClientConfig, EndpointError, ModelInfo, OpenAIClient, list_models
 from tokenwatt.bench.energy_sources import EnergySource, MeterSource, PrometheusSource
+from tokenwatt.bench.lengths import describe_fit
 from tokenwatt.bench.load import ClosedLoop, LoadShape, OpenLoop, Sessions, TraceReplay
 from tokenwatt.bench.record import RequestRecord
 from tokenwatt.bench.report import write_report
@@ -110,6 +111,9 @@ def summary_table(result: BenchResult) -> Table:
     stats = result.workload_stats
     if stats.get("token_counts"):
         rows.append(("prompt token counts", str(stats["token_counts"])))
+    context = stats.get("context")
+    if context:
+        rows.append(describe_fit(context))
     skipped = stats.get("skipped") or {}
     if skipped:
         detail = ", ".join(f"{k}={v}" for k, v in sorted(skipped.items()))
@@ -304,6 +308,28 @@ def _check_applies(
         )
 
 
+async def _context_of(
+    url: str, api_key: str | None, model: str | None
+) -> tuple[ModelInfo | None, str | None]:
+    """(the endpoint's entry for ``model``, or its first model when None; a note when the list
+    could not be read and ``model`` was given, so the run goes on without a known context).
+
+    Raises:
+        EndpointError: no ``model`` given, and the endpoint is silent or not OpenAI-compatible.
+    """
+    try:
+        models = await list_models(url, api_key)
+    except EndpointError as exc:
+        if model is None:
+            raise
+        return None, str(exc)
+    if not models:
+        return None, None
+    if model is None:
+        return models[0], None
+    return next((m for m in models if m.id == model), None), None
+
+
 @bench_app.command("run")
 def run(
     url: str = typer.Option(..., "--url", help="Endpoint root, e.g. http://127.0.0.1:8000."),
@@ -407,15 +433,21 @@ def run(
             warmup_requests=warmup,
         )
         fac = facility_preset(facility)
-        if model is None:
+        if model is None or max_input_tokens is None:
             # Asked only once every option is valid: a bad option must not wait on the network.
             try:
-                found = asyncio.run(discover_model(url, api_key))
+                info, note = asyncio.run(_context_of(url, api_key, model))
             except EndpointError as exc:
                 raise fail(str(exc), 1) from None
-            if found is not None:
-                console.print(f"using model {found!r} (the endpoint's first model)")
-                client_cfg = replace(client_cfg, model=found)
+            if note is not None:
+                err_console.print(
+                    f"note: {note}; max_model_len unknown, prompts not clamped", highlight=False
+                )
+            if model is None and info is not None:
+                console.print(f"using model {info.id!r} (the endpoint's first model)")
+                client_cfg = replace(client_cfg, model=info.id)
+            if max_input_tokens is None and info is not None:
+                wl = replace(wl, max_model_len=info.max_model_len)
         base_config = {
             "url": url,
             "client": {**asdict(client_cfg), "api_key": "***" if api_key else None},
