@@ -46,6 +46,9 @@ class FaultyServer:
     """Send each token's ``t_send`` as its text, so any harness can measure its timing error."""
     max_model_len: int | None = None
     """Context reported by ``/v1/models`` (as tokenwatt serve and vLLM do); None: not reported."""
+    labelled_energy: bool = False
+    """Report usage energy as tokenwatt serve does (``usage.energy`` with source ``replay`` and
+    scope ``node``) instead of a bare ``usage.energy_j``."""
     requests_seen: int = 0
     """Completion requests read so far."""
     tokens_sent: int = 0
@@ -184,7 +187,15 @@ class FaultyServer:
         if fault == "malformed":
             _chunk(writer, b'data: {"choices": [not json\n\n')
         if fault != "truncated" and fault != "malformed":
-            usage = {"prompt_tokens": 8, "completion_tokens": n, "energy_j": n * 0.5}
+            usage: dict[str, object] = {"prompt_tokens": 8, "completion_tokens": n}
+            if self.labelled_energy:
+                usage["energy"] = {
+                    "energy_j": n * self.energy_per_token_j,
+                    "source": "replay",
+                    "scope": "node",
+                }
+            else:
+                usage["energy_j"] = n * self.energy_per_token_j
             usage_event = {"object": "chunk", "choices": [], "usage": usage}
             _chunk(writer, b"data: " + json.dumps(usage_event).encode() + b"\n\n")
             _chunk(writer, b"data: [DONE]\n\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from tokenwatt.bench.bench import run_bench
 from tokenwatt.bench.client import ClientConfig, OpenAIClient, list_models
 from tokenwatt.bench.energy_sources import PrometheusSource
-from tokenwatt.bench.load import ClosedLoop
+from tokenwatt.bench.load import ClosedLoop, Sessions
 from tokenwatt.bench.runner import LoadRunner
 from tokenwatt.bench.slo import parse_slos
 from tokenwatt.bench.workloads import WorkloadOptions, build_workload
@@ -102,3 +103,40 @@ async def test_prompts_longer_than_the_context_are_clamped_to_fit(
         2,
         0,
     )
+
+
+async def test_energy_per_request_and_session_from_usage(engine_server: RunningServer) -> None:
+    """Two sessions of two turns: each request keeps the joules the server put in usage.energy,
+    labelled with its meter's source and scope; J per session is the sum of its turns."""
+    reqs = [
+        Request(f"s{s}t{t}", input_tokens=8, output_tokens=3, session_id=f"s{s}", turn=t)
+        for s in range(2)
+        for t in range(2)
+    ]
+    client = OpenAIClient(ClientConfig(base_url=engine_server.url, model="tiny", ignore_eos=True))
+    runner = LoadRunner(client, reqs, Sessions(2))
+    try:
+        result = await run_bench(runner)
+    finally:
+        await client.aclose()
+    assert result.summary["errors"] == {}
+    labels = {(r.endpoint_energy_source, r.endpoint_energy_scope) for r in result.records}
+    assert labels == {("estimated:fixed-power", "cpu")}
+    joules = {r.request_id: r.endpoint_energy_j for r in result.records}
+    assert all(j is not None and j > 0 for j in joules.values())
+    e = result.request_energy
+    assert e is not None
+    assert (e["source"], e["scope"], e["requests"], e["unreported"]) == (
+        "estimated:fixed-power",
+        "cpu",
+        4,
+        0,
+    )
+    assert e["total_j"] == math.fsum(j for j in joules.values() if j is not None)
+    sessions = sorted(
+        math.fsum(j for rid, j in joules.items() if rid.startswith(f"s{s}") and j is not None)
+        for s in range(2)
+    )
+    per_session = e["j_per_session"]
+    assert (e["sessions"], per_session["min"], per_session["max"]) == (2, *sessions)
+    assert per_session["mean"] == pytest.approx(sum(sessions) / 2)

@@ -85,3 +85,22 @@ def test_report_shows_the_context_clamp_count() -> None:
     }
     text = build_report(BenchResult(workload_stats={"context": context})).render()
     assert "prompts clamped to fit max_model_len 8192" in text and "37 of 500" in text
+
+
+def test_report_shows_endpoint_energy_per_request() -> None:
+    """The endpoint's per-request joules get their own section with the source, scope and basis
+    the endpoint states; without them there is no such section."""
+    per_request = {"count": 2, "mean": 1.5, "p50": 1.5, "p90": 1.9, "p99": 1.99}
+    energy = {
+        "source": "nvml",
+        "scope": "gpu",
+        "basis": "split by tokens",
+        "requests": 2,
+        "unreported": 0,
+        "j_per_request": per_request,
+        "j_per_session": None,
+    }
+    text = build_report(BenchResult(request_energy=energy)).render()
+    assert "<h2>Energy per request and session, endpoint-reported</h2>" in text
+    assert "Source nvml, scope gpu, as the endpoint states them; split by tokens." in text
+    assert "endpoint-reported" not in build_report(BenchResult()).render()

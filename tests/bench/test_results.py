@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from tokenwatt.bench.bench import run_bench
 from tokenwatt.bench.client import FunctionClient
 from tokenwatt.bench.energy_sources import MeterSource
 from tokenwatt.bench.load import ClosedLoop
-from tokenwatt.bench.record import RequestRecord
+from tokenwatt.bench.record import Chunk, Done, RequestRecord, StreamEvent
 from tokenwatt.bench.results import BenchResult, compare, load_result
 from tokenwatt.bench.runner import LoadRunner, RunLimits
 from tokenwatt.bench.slo import parse_slos
@@ -123,3 +125,45 @@ async def test_cancelled_run_returns_a_partial_result() -> None:
     kinds = {r.error for r in result.records}
     assert None in kinds and kinds <= {None, "cancelled"}
     assert 4 <= len(result.records) < 1000
+
+
+def _energy_client(joules: dict[str, float]) -> FunctionClient:
+    """A client whose usage states each request's joules as tokenwatt serve does."""
+
+    async def fn(request: Request) -> AsyncIterator[StreamEvent]:
+        yield Chunk(time.perf_counter(), "x")
+        energy = {"energy_j": joules[request.request_id], "source": "nvml", "scope": "gpu"}
+        yield Done(time.perf_counter(), {"completion_tokens": 1, "energy": energy})
+
+    return FunctionClient(fn)
+
+
+async def test_result_reports_endpoint_energy_per_request_and_session(tmp_path: Path) -> None:
+    """Two sessions of turns (1, 3) and (2, 6) J: J/request p50 2.5, mean 3; J/session p50 6;
+    labelled nvml/gpu; kept in the JSON and per request in the CSV; compared by compare()."""
+    joules = {"a0": 1.0, "a1": 3.0, "b0": 2.0, "b1": 6.0}
+    reqs = [Request(rid, session_id=rid[0], turn=int(rid[1])) for rid in joules]
+    runner = LoadRunner(_energy_client(joules), reqs, ClosedLoop(2))
+    result = await run_bench(runner)
+    assert result.energy is None  # no sampled source: the endpoint's figures stand alone
+    e = result.request_energy
+    assert e is not None
+    assert (e["source"], e["scope"], e["requests"], e["total_j"]) == ("nvml", "gpu", 4, 12.0)
+    assert (e["j_per_request"]["p50"], e["j_per_request"]["mean"]) == (2.5, 3.0)
+    assert (e["sessions"], e["j_per_session"]["p50"], e["j_per_session"]["mean"]) == (2, 6.0, 6.0)
+    paths = result.write(tmp_path)
+    assert load_result(paths["json"]).request_energy == json.loads(json.dumps(e))
+    rows = {r["request_id"]: r for r in csv.DictReader(paths["csv"].open())}
+    assert (rows["b1"]["endpoint_energy_j"], rows["b1"]["endpoint_energy_source"]) == (
+        "6.0",
+        "nvml",
+    )
+    labels = {row.label: row for row in compare(result, result)}
+    assert labels["J/request p50 (endpoint usage)"].a == 2.5
+    assert labels["J/session p50 (endpoint usage)"].ratio == 1.0
+
+
+async def test_result_without_endpoint_energy_has_none() -> None:
+    """An endpoint that reports no usage energy gives request_energy None, not zeros."""
+    runner = LoadRunner(FunctionClient.scripted(), [Request("r0")], ClosedLoop(1))
+    assert (await run_bench(runner)).request_energy is None

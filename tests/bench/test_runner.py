@@ -150,6 +150,35 @@ async def test_record_takes_token_counts_and_energy_from_usage() -> None:
 
     record = await send_one(FunctionClient(fn), Request("r0", input_tokens=5), time.perf_counter())
     assert (record.input_tokens, record.output_tokens, record.endpoint_energy_j) == (9, 2, 3.0)
+    assert (record.endpoint_energy_source, record.endpoint_energy_scope) == ("", "")
+
+
+@pytest.mark.parametrize(
+    ("usage", "expected"),
+    [
+        (
+            {"energy": {"energy_j": 0.25, "source": "estimated:cpu-model", "scope": "cpu"}},
+            (0.25, "estimated:cpu-model", "cpu"),
+        ),
+        ({"energy": {"energy_j": 1, "source": 7}}, (1.0, "", "")),
+        ({"energy": {"source": "nvml"}}, (None, "", "")),
+        ({"energy_j": True}, (None, "", "")),
+        ({}, (None, "", "")),
+    ],
+)
+async def test_record_keeps_the_energy_label_the_endpoint_states(
+    usage: dict[str, object], expected: tuple[float | None, str, str]
+) -> None:
+    """tokenwatt serve's usage.energy gives joules with its source and scope; anything that is
+    not a number of joules is no figure (None), never zero."""
+
+    async def fn(request: Request) -> AsyncIterator[StreamEvent]:
+        yield Chunk(time.perf_counter(), "ab")
+        yield Done(time.perf_counter(), usage)
+
+    record = await send_one(FunctionClient(fn), Request("r0"), time.perf_counter())
+    got = (record.endpoint_energy_j, record.endpoint_energy_source, record.endpoint_energy_scope)
+    assert got == expected
 
 
 def test_limits_reject_bad_values() -> None:

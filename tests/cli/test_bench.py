@@ -9,10 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from tests.bench.faulty_server import FaultyServer, serve_in_thread
+from tokenwatt.bench.results import BenchResult
 from tokenwatt.cli._common import console
+from tokenwatt.cli.bench import summary_table
 from tokenwatt.cli.main import app
 
 
@@ -407,3 +410,36 @@ def test_given_model_takes_its_own_context(tmp_path: Path) -> None:
     b = json.loads((tmp_path / "b" / "result.json").read_text())
     assert a["workload_stats"]["context"]["max_model_len"] == 100
     assert b["workload_stats"]["context"]["limit"] is None
+
+
+def test_endpoint_energy_per_request_is_reported(tmp_path: Path) -> None:
+    """usage.energy of 0.5 J per token x 4 tokens: J/request 2 at p50, p90 and mean, under the
+    source and scope the endpoint states."""
+    with serve_in_thread(labelled_energy=True) as srv:
+        code, out = _run(*_base(srv.url, tmp_path), "-n", "3", "--energy", "none")
+    assert code == 0, out
+    flat = " ".join(out.split())
+    assert "endpoint energy per request" in flat and "source replay, scope node" in flat
+    assert "J / request p50 / p90 / mean │ 2 / 2 / 2 (3 requests)" in flat
+    body = json.loads((tmp_path / "result.json").read_text())
+    assert body["request_energy"]["j_per_request"]["p50"] == 2.0
+    assert [r["endpoint_energy_source"] for r in body["records"]] == ["replay"] * 3
+
+
+def test_summary_names_endpoint_energy_per_session() -> None:
+    """Sessions of 3 and 5 J: the summary's session row says p50 / mean 4 / 4 (2 sessions)."""
+    per_request = {"p50": 1.0, "p90": 2.0, "mean": 1.5}
+    per_session = {"p50": 4.0, "mean": 4.0}
+    energy = {
+        "source": "nvml",
+        "scope": "gpu",
+        "requests": 4,
+        "sessions": 2,
+        "j_per_request": per_request,
+        "j_per_session": per_session,
+    }
+    wide = Console(width=160, record=True)
+    wide.print(summary_table(BenchResult(request_energy=energy)))
+    text = " ".join(wide.export_text().split())
+    assert "J / request p50 / p90 / mean │ 1 / 2 / 1.5 (4 requests)" in text
+    assert "J / session p50 / mean │ 4 / 4 (2 sessions)" in text

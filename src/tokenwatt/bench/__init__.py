@@ -49,6 +49,11 @@ from tokenwatt.bench.record import (
     StreamEvent,
 )
 from tokenwatt.bench.report import build_report, write_report
+from tokenwatt.bench.request_energy import (
+    ENDPOINT_ENERGY_BASIS,
+    RequestEnergy,
+    summarize_request_energy,
+)
 from tokenwatt.bench.results import BenchResult, Comparison, compare, load_result
 from tokenwatt.bench.runner import LoadRunner, RunLimits, send_one
 from tokenwatt.bench.sweep import search_max_goodput, shape_dirname, sweep_shapes
@@ -61,6 +66,7 @@ from tokenwatt.bench.workloads import (
 
 __all__ = [
     "BENCH_WORKLOADS",
+    "ENDPOINT_ENERGY_BASIS",
     "ERROR_KINDS",
     "BenchResult",
     "BenchWorkload",
@@ -90,6 +96,7 @@ __all__ = [
     "OpenAIClient",
     "OpenLoop",
     "PrometheusSource",
+    "RequestEnergy",
     "RequestRecord",
     "RunLimits",
     "Sessions",
@@ -115,6 +122,7 @@ __all__ = [
     "shape_dirname",
     "steady_state_window",
     "summarize_energy",
+    "summarize_request_energy",
     "sweep_shapes",
     "synthetic_prompt",
     "write_report",

@@ -15,6 +15,7 @@ from tokenwatt.bench.energy import summarize_energy
 from tokenwatt.bench.energy_sources import EnergySampler, EnergySource, EnergyTrace
 from tokenwatt.bench.load import ClosedLoop, Sessions
 from tokenwatt.bench.metrics import meets_slos, request_metrics, run_metrics
+from tokenwatt.bench.request_energy import summarize_request_energy
 from tokenwatt.bench.results import BenchResult
 from tokenwatt.bench.runner import LoadRunner
 from tokenwatt.bench.slo import SloSet
@@ -52,6 +53,8 @@ def build_result(
             it_energy = summary.whole_run.energy_j
             if facility is not None and "facility" not in summary.scope:
                 energy["facility"] = facility.report(it_energy).to_dict()
+    # Independent of the sampled source: the endpoint's own figures, whenever it sent them.
+    per_request = summarize_request_energy(records)
     return BenchResult(
         config=dict(config or {}),
         started_at=started_at,
@@ -59,6 +62,7 @@ def build_result(
         interrupted=interrupted,
         summary=dataclasses.asdict(metrics),
         energy=energy,
+        request_energy=None if per_request is None else per_request.to_dict(),
         power_timeline=timeline,
         workload_stats=dict(workload_stats or {}),
         records=records,

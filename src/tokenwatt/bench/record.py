@@ -115,6 +115,10 @@ class RequestRecord:
     """True when the request was sent during warm-up (excluded from every summary)."""
     endpoint_energy_j: float | None = None
     """Energy the endpoint attributed to this request in ``usage`` (tokenwatt serve), if any."""
+    endpoint_energy_source: str = ""
+    """Source the endpoint stated for ``endpoint_energy_j`` (e.g. ``nvml``); empty if none."""
+    endpoint_energy_scope: str = ""
+    """Scope the endpoint stated for ``endpoint_energy_j`` (e.g. ``gpu``); empty if none."""
 
     @property
     def ok(self) -> bool:

@@ -120,7 +120,25 @@ def build_report(result: BenchResult) -> HtmlReport:
         )
     )
     _energy_section(rep, result, measured, bin_s, end)
+    _request_energy_section(rep, result)
     return rep
+
+
+def _request_energy_section(rep: HtmlReport, result: BenchResult) -> None:
+    e = result.request_energy
+    if e is None:
+        return
+    rep.heading("Energy per request and session, endpoint-reported")
+    rep.paragraph(
+        f"Source {e['source']}, scope {e['scope']}, as the endpoint states them; {e['basis']}. "
+        f"{e['requests']} completed requests carried a figure, {e['unreported']} did not."
+    )
+    rows: list[list[Any]] = []
+    for label, key in (("J per request", "j_per_request"), ("J per session", "j_per_session")):
+        p = e.get(key)
+        if p is not None:
+            rows.append([label, p["count"], p["mean"], p["p50"], p["p90"], p["p99"]])
+    rep.table(["figure", "count", "mean", "p50", "p90", "p99"], rows)
 
 
 def _energy_section(

@@ -64,6 +64,9 @@ class BenchResult:
     """``RunMetrics`` as a dict: latency, throughput, SLO attainment, goodput, errors."""
     energy: Mapping[str, Any] | None = None
     """``EnergySummary.to_dict()`` plus ``facility``; None when energy was not measured."""
+    request_energy: Mapping[str, Any] | None = None
+    """``RequestEnergy.to_dict()``: J per request and per session as the endpoint reported them
+    in ``usage``; None when it reported none."""
     power_timeline: tuple[tuple[float, float], ...] = ()
     """(seconds from start, total W) of the energy source."""
     workload_stats: Mapping[str, Any] = field(default_factory=dict)
@@ -134,6 +137,7 @@ def load_result(path: Path) -> BenchResult:
         interrupted=body.get("interrupted", False),
         summary=body.get("summary", {}),
         energy=body.get("energy"),
+        request_energy=body.get("request_energy"),
         power_timeline=tuple(tuple(p) for p in body.get("power_timeline", [])),  # type: ignore[misc]
         workload_stats=body.get("workload_stats", {}),
         records=records,
@@ -160,6 +164,8 @@ COMPARE_METRICS: tuple[tuple[str, str, bool], ...] = (
     ("energy.j_per_request", "J/request", False),
     ("energy.good_tokens_per_j", "goodput tokens/J", True),
     ("energy.idle_share", "idle energy share", False),
+    ("request_energy.j_per_request.p50", "J/request p50 (endpoint usage)", False),
+    ("request_energy.j_per_session.p50", "J/session p50 (endpoint usage)", False),
 )
 """(dotted path, label, higher is better) of every figure ``compare`` reports."""
 
@@ -186,7 +192,11 @@ class Comparison:
 
 
 def _dig(result: BenchResult, path: str) -> float | None:
-    node: Any = {"summary": result.summary, "energy": result.energy}
+    node: Any = {
+        "summary": result.summary,
+        "energy": result.energy,
+        "request_energy": result.request_energy,
+    }
     for part in path.split("."):
         if not isinstance(node, Mapping) or part not in node:
             return None

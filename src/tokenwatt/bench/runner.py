@@ -58,18 +58,39 @@ class RunLimits:
             raise ConfigError("drain_timeout_s must be >= 0")
 
 
-def _energy_from_usage(usage: Mapping[str, Any]) -> float | None:
-    """Energy the endpoint attributed to the request, from known ``usage`` extensions."""
+@dataclass(frozen=True)
+class _UsageEnergy:
+    """Per-request energy found in a response's ``usage``."""
+
+    energy_j: float | None = None
+    """Joules, None when the endpoint reported none."""
+    source: str = ""
+    """The source it states (``nvml``, ``estimated:cpu-model``), empty when unstated."""
+    scope: str = ""
+    """The scope it states (``gpu``, ``cpu``), empty when unstated."""
+
+
+_NO_ENERGY = _UsageEnergy()
+
+
+def _energy_from_usage(usage: Mapping[str, Any]) -> _UsageEnergy:
+    """Energy the endpoint attributed to the request, from known ``usage`` extensions, with the
+    source and scope it states (tokenwatt serve: ``usage.energy``)."""
     for key in ("energy_j", "tokenwatt_energy_j"):
         value = usage.get(key)
-        if isinstance(value, int | float):
-            return float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return _UsageEnergy(float(value))
     nested = usage.get("tokenwatt") or usage.get("energy")
     if isinstance(nested, Mapping):
         value = nested.get("energy_j", nested.get("total_j"))
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            source, scope = nested.get("source"), nested.get("scope")
+            return _UsageEnergy(
+                float(value),
+                source if isinstance(source, str) else "",
+                scope if isinstance(scope, str) else "",
+            )
+    return _NO_ENERGY
 
 
 async def send_one(
@@ -110,6 +131,7 @@ async def send_one(
         error, message, end = "other", f"client raised {exc!r}", time.perf_counter()
     completion = usage.get("completion_tokens")
     prompt = usage.get("prompt_tokens")
+    energy = _energy_from_usage(usage) if usage else _NO_ENERGY
     return RequestRecord(
         request_id=request.request_id,
         scheduled_s=scheduled_s,
@@ -125,7 +147,9 @@ async def send_one(
         session_id=request.session_id,
         turn=request.turn,
         warmup=warmup,
-        endpoint_energy_j=_energy_from_usage(usage),
+        endpoint_energy_j=energy.energy_j,
+        endpoint_energy_source=energy.source,
+        endpoint_energy_scope=energy.scope,
     )
 
 

@@ -174,9 +174,38 @@ def summary_table(result: BenchResult) -> Table:
                     _fmt(fac["cost"], f" {model['currency']}"),
                 ),
             ]
+    rows += request_energy_rows(result.request_energy)
     for label, value in rows:
         table.add_row(label, value)
     return table
+
+
+def request_energy_rows(energy: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    """Rows of the endpoint's own per-request and per-session joules, labelled as it states
+    them; none when it reported none."""
+    if energy is None:
+        return []
+    per_request = energy["j_per_request"]
+    rows = [
+        ("[bold]endpoint energy per request", ""),
+        (f"  source {escape(energy['source'])}, scope {escape(energy['scope'])}", ""),
+        ("  (its meter's step J split by tokens)", ""),
+        (
+            "  J / request p50 / p90 / mean",
+            " / ".join(_fmt(per_request[q]) for q in ("p50", "p90", "mean"))
+            + f" ({energy['requests']} requests)",
+        ),
+    ]
+    per_session = energy.get("j_per_session")
+    if per_session is not None:
+        rows.append(
+            (
+                "  J / session p50 / mean",
+                " / ".join(_fmt(per_session[q]) for q in ("p50", "mean"))
+                + f" ({energy['sessions']} sessions)",
+            )
+        )
+    return rows
 
 
 @contextlib.contextmanager
