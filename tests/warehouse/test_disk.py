@@ -12,7 +12,8 @@ import pytest
 from tokenwatt.errors import WarehouseError
 from tokenwatt.warehouse.codec import encode_block
 from tokenwatt.warehouse.disk import DiskTier
-from tokenwatt.warehouse.keys import fingerprint_digest
+from tokenwatt.warehouse.keys import BlockHasher, fingerprint_digest
+from tokenwatt.warehouse.store import TieredStore
 
 from .conftest import as_version_1
 
@@ -149,3 +150,45 @@ def test_recency_survives_restart(tmp_path: Path, make_kv: KV) -> None:
     second = DiskTier(tmp_path, 2 * size)
     second.put(C, _block(C, make_kv))
     assert second.contains_many([A, B, C]) == [True, False, True]
+
+
+def test_reads_refresh_mtime_at_most_once_a_minute(
+    tmp_path: Path, make_kv: KV, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first read of a block refreshes its file's mtime; reads within the next minute do not
+    write metadata again; once the minute has passed, a read refreshes it again."""
+    t = DiskTier(tmp_path, 1 << 20)
+    t.put(A, _block(A, make_kv))
+    path = t.path_of(A)
+    os.utime(path, (1_000_000, 1_000_000))
+    assert t.get(A) == _block(A, make_kv)
+    assert path.stat().st_mtime > 1_000_000
+    os.utime(path, (1_000_000, 1_000_000))
+    assert t.get_many([A, B]) == [_block(A, make_kv), None]
+    assert path.stat().st_mtime == 1_000_000
+    monkeypatch.setattr("tokenwatt.warehouse.disk._MTIME_REFRESH_S", 0.0)
+    t.get(A)
+    assert path.stat().st_mtime > 1_000_000
+
+
+def test_inspection_reads_leave_mtime_alone(tmp_path: Path, make_kv: KV) -> None:
+    """A tier opened with repair=False (warehouse stats / verify) reads without touching files."""
+    DiskTier(tmp_path, 1 << 20).put(A, _block(A, make_kv))
+    os.utime(DiskTier(tmp_path, 1).path_of(A), (1_000_000, 1_000_000))
+    inspect = DiskTier(tmp_path, 1 << 20, repair=False)
+    assert inspect.get(A) == _block(A, make_kv)
+    assert inspect.path_of(A).stat().st_mtime == 1_000_000
+
+
+def test_file_truncated_behind_its_back_is_rejected(tmp_path: Path, make_kv: KV) -> None:
+    """A file cut short after the index was built reads short (the index's size is only a
+    hint) and fails verification in the store: the prefix ends there."""
+    keys = BlockHasher("m", block_tokens=4).keys(range(12))
+    disk = DiskTier(tmp_path, 1 << 20)
+    store = TieredStore([disk], fingerprint="m")
+    store.put([(k, make_kv(i)) for i, k in enumerate(keys)], block_tokens=4)
+    path = disk.path_of(keys[1])
+    path.write_bytes(path.read_bytes()[:-100])
+    assert len(store.load(keys, block_tokens=4).blocks) == 1
+    assert store.stats.snapshot().tiers["disk"].rejected == 1
+    assert not path.exists()

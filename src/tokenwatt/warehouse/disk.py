@@ -2,7 +2,10 @@
 
 Writes go to a temporary file and are renamed into place, so a reader never sees half a block.
 The index is rebuilt from the directory when the tier opens: every file's header and length are
-checked, and truncated, mangled or misnamed files (and leftover temporaries) are removed.
+checked, and truncated, mangled or misnamed files (and leftover temporaries) are removed. Reads
+take the size from the index and cost open, read and close; a file's mtime (the recency a
+restart rebuilds LRU order from) is refreshed at most once a minute per block, so reading does
+not turn into a metadata write per block.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tokenwatt.errors import ConfigError, WarehouseError
@@ -27,6 +31,8 @@ log = logging.getLogger(__name__)
 
 _SUFFIX = ".twkv"
 _FIXED_HEADER = 10  # magic + version + header length (see codec)
+_MTIME_REFRESH_S = 60.0
+"""A read refreshes a file's mtime only if this process last did so longer ago than this."""
 
 
 class DiskTier(TierBase):
@@ -56,6 +62,9 @@ class DiskTier(TierBase):
         self.repair = repair
         self._policy = policy if policy is not None else LRUPolicy()
         self._index: dict[str, int] = {}
+        self._blocks_dir = os.fspath(self.root / "blocks")
+        self._touched_s: dict[str, float] = {}
+        """Monotonic time this process last refreshed each block's mtime."""
         self._used = 0
         self._lock = threading.RLock()
         self._opened = False
@@ -147,25 +156,55 @@ class DiskTier(TierBase):
         with self._lock:
             return key in self._index
 
-    def get(self, key: str) -> bytes | None:
+    def contains_many(self, keys: Sequence[str]) -> list[bool]:
         self.open()
         with self._lock:
-            if key not in self._index:
-                return None
-            self._policy.on_access(key)
-        path = self._path(key)
+            return [k in self._index for k in keys]
+
+    def get(self, key: str) -> bytes | None:
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.open()
+        with self._lock:
+            sizes = [self._index.get(k) for k in keys]
+            for key, size in zip(keys, sizes, strict=True):
+                if size is not None:
+                    self._policy.on_access(key)
+        return [
+            None if size is None else self._read(key, size)
+            for key, size in zip(keys, sizes, strict=True)
+        ]
+
+    def _read(self, key: str, size: int) -> bytes | None:
+        """The file of indexed ``key`` (``size`` bytes by the index; a shorter or damaged file
+        fails verification in the store). Keys in the index are valid hex: no path check."""
+        path = f"{self._blocks_dir}/{key[:2]}/{key}{_SUFFIX}"
         try:
-            with path.open("rb") as f:
-                data = f.read()
+            fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:  # evicted or cleared by another process meanwhile
             with self._lock:
                 self._forget(key)
             return None
-        if self.repair:
-            # The file's mtime is the recency the index is rebuilt from after a restart.
-            with contextlib.suppress(OSError):
-                os.utime(path)
+        try:
+            data = os.read(fd, size)
+            if self.repair and self._due_for_touch(key):
+                # The file's mtime is the recency the index is rebuilt from after a restart.
+                with contextlib.suppress(OSError):
+                    os.utime(fd)
+        finally:
+            os.close(fd)
         return data
+
+    def _due_for_touch(self, key: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            last = self._touched_s.get(key)
+            if last is not None and now - last < _MTIME_REFRESH_S:
+                return False
+            if key in self._index:
+                self._touched_s[key] = now
+        return True
 
     def put(self, key: str, value: bytes, *, cost: float = 0.0) -> None:
         self.open()
@@ -232,6 +271,7 @@ class DiskTier(TierBase):
             for key in self._index:
                 self._policy.on_remove(key)
             self._index.clear()
+            self._touched_s.clear()
             self._used = 0
             self._opened = False
 
@@ -246,6 +286,7 @@ class DiskTier(TierBase):
         return True
 
     def _forget(self, key: str) -> None:
+        self._touched_s.pop(key, None)
         size = self._index.pop(key, None)
         if size is not None:
             self._used -= size
