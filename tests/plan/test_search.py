@@ -8,6 +8,7 @@ import pytest
 
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import PlanConfig
+from tokenwatt.plan.results import PlanResult
 from tokenwatt.plan.search import (
     ListWorkload,
     SyntheticWorkload,
@@ -65,6 +66,29 @@ def test_ray_backend_without_ray_is_a_clear_error() -> None:
             sweep(PlanConfig(), [{}, {"seed": 1}], _workload(), backend="ray")
     else:
         pytest.skip("ray is installed")
+
+
+def test_ray_backend_matches_serial_on_a_local_cluster() -> None:
+    """With Ray installed, a sweep on a local two-CPU Ray cluster equals the serial sweep.
+
+    Ray is not in the dev extras (a large install CI does not need); this runs where it is.
+    """
+    ray = pytest.importorskip("ray")
+    base = PlanConfig(autoscaler="static")
+    variants = [{"autoscaler_params.replicas": n} for n in (1, 2, 3)]
+    serial = sweep(base, variants, _workload(), backend="serial")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        on_ray = sweep(base, variants, _workload(), backend="ray")
+    finally:
+        ray.shutdown()
+
+    def simulated(result: PlanResult) -> dict[str, object]:
+        out = result.to_dict()
+        out["sim"] = {k: v for k, v in out["sim"].items() if k not in ("wall_s", "requests_per_s")}
+        return out  # everything but how long the simulation took
+
+    assert [simulated(r) for r in on_ray] == [simulated(r) for r in serial]
 
 
 def test_synthetic_workload_reopens_identically() -> None:

@@ -144,7 +144,8 @@ def _sweep_ray(configs: Sequence[PlanConfig], workload: Workload) -> list[PlanRe
     if not ray.is_initialized():
         ray.init()
     remote = ray.remote(_run_one)
-    return list(ray.get([remote.remote(c, workload) for c in configs]))
+    shared = ray.put(workload)  # stored once in the object store, not shipped with every task
+    return list(ray.get([remote.remote(c, shared) for c in configs]))
 
 
 @dataclass(frozen=True)
