@@ -443,3 +443,58 @@ def test_summary_names_endpoint_energy_per_session() -> None:
     text = " ".join(wide.export_text().split())
     assert "J / request p50 / p90 / mean │ 1 / 2 / 1.5 (4 requests)" in text
     assert "J / session p50 / mean │ 4 / 4 (2 sessions)" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--burstiness", "0.5", "--rate", "2"], "--burstiness applies to --arrival gamma only"),
+        (["--arrival", "gamma"], "--arrival needs --rate (or --search-rate)"),
+        (["--sessions", "3"], "--sessions/--turns apply to --workload agentic only"),
+        (["--turns", "3"], "--sessions/--turns apply to --workload agentic only"),
+        (["-w", "agentic", "-n", "5"], "--num-requests does not apply to --workload agentic"),
+        (["--target", "0.5"], "--target needs --search-rate"),
+        (["--facility", "hyperscale", "--energy", "none"], "--facility applies only when"),
+        (["-w", "trace", "--trace", "/x.csv", "--seed", "3"], "--seed applies to synthetic"),
+        (
+            ["-w", "trace", "--trace", "/x.csv", "--speedup", "2", "-c", "2"],
+            "--speedup applies to trace replay only",
+        ),
+        (
+            ["--search-rate", "1:2", "--slo", "ttft<=1s", "-c", "2"],
+            "--search-rate chooses the rates itself",
+        ),
+        (
+            ["-w", "agentic", "--search-rate", "1:2", "--slo", "ttft<=1s"],
+            "--search-rate does not apply to --workload agentic",
+        ),
+    ],
+)
+def test_options_passed_where_they_do_not_apply_are_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """An option the user passed that the chosen load or workload would ignore exits 2 naming
+    the option and what it needs, before anything is sent."""
+    code, out = _run("run", "--url", "http://127.0.0.1:9", "--out", str(tmp_path), *args)
+    assert code == 2, out
+    assert message in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--rate", "2", "--arrival", "gamma", "--burstiness", "0.5"],
+        ["--search-rate", "20:40", "--arrival", "constant", "--target", "0.5"],
+        ["-w", "agentic", "--sessions", "1", "--turns", "1"],
+        ["--seed", "3"],
+        ["--facility", "hyperscale"],
+    ],
+)
+def test_options_that_apply_are_accepted(
+    server: FaultyServer, tmp_path: Path, args: list[str]
+) -> None:
+    """The same options where they apply run normally; their defaults never trip a check."""
+    extra = ["--slo", "e2e<=5s"] if "--search-rate" in args else []
+    n = [] if "agentic" in args else ["-n", "2"]
+    code, out = _run(*_base(server.url, tmp_path), *n, "-q", *args, *extra)
+    assert code == 0, out

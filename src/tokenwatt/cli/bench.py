@@ -318,23 +318,75 @@ def _check_ranges(
             raise ConfigError(f"{option} must be > 0 seconds, got {seconds:g}")
 
 
-def _check_applies(
-    workload: str,
-    trace: Path | None,
-    sweep: str | None,
-    search: str | None,
-    energy: str,
-    metrics_url: str | None,
-) -> None:
-    """Refuse options the run would otherwise ignore without a word."""
-    if trace is not None and workload != "trace":
-        raise ConfigError(f"--trace applies only to --workload trace (got --workload {workload})")
-    if sweep is not None and search is not None:
-        raise ConfigError("give either --sweep or --search-rate, not both")
-    if metrics_url is not None and energy != "endpoint":
-        raise ConfigError(
-            f"--metrics-url applies only to --energy endpoint (got --energy {energy})"
-        )
+def _check_applies(ctx: typer.Context) -> None:
+    """Refuse options the run would otherwise ignore without a word: options with a default
+    are refused only when the user actually passed them."""
+    p = ctx.params
+
+    def given(name: str) -> bool:
+        # By name: typer ships its own copy of click, whose enum is not click's.
+        source = ctx.get_parameter_source(name)
+        return source is not None and source.name != "DEFAULT"
+
+    workload, rate, search = p["workload"], p["rate"], p["search"]
+    open_loop = rate is not None or search is not None
+    refusals = [
+        (
+            p["trace"] is not None and workload != "trace",
+            f"--trace applies only to --workload trace (got --workload {workload})",
+        ),
+        (
+            p["sweep"] is not None and search is not None,
+            "give either --sweep or --search-rate, not both",
+        ),
+        (
+            p["metrics_url"] is not None and p["energy"] != "endpoint",
+            f"--metrics-url applies only to --energy endpoint (got --energy {p['energy']})",
+        ),
+        (given("arrival") and not open_loop, "--arrival needs --rate (or --search-rate)"),
+        (
+            given("burstiness") and p["arrival"] != "gamma",
+            "--burstiness applies to --arrival gamma only",
+        ),
+        (given("target") and search is None, "--target needs --search-rate"),
+        (
+            (given("sessions") or given("turns")) and workload != "agentic",
+            "--sessions/--turns apply to --workload agentic only",
+        ),
+        (
+            given("num_requests") and workload == "agentic",
+            "--num-requests does not apply to --workload agentic: it sends --sessions x --turns",
+        ),
+        (
+            search is not None and workload == "agentic",
+            "--search-rate does not apply to --workload agentic: sessions are closed loops",
+        ),
+        (
+            search is not None and (rate is not None or p["concurrency"] is not None),
+            "--search-rate chooses the rates itself: drop --rate and --concurrency",
+        ),
+        (
+            p["speedup"] is not None
+            and workload == "trace"
+            and (open_loop or p["concurrency"] is not None),
+            "--speedup applies to trace replay only: drop --rate/--concurrency/--search-rate to "
+            "replay the trace's timestamps",
+        ),
+        (
+            given("seed")
+            and workload == "trace"
+            and not (open_loop and p["arrival"] != "constant"),
+            "--seed applies to synthetic workloads and poisson/gamma arrivals, not to a trace "
+            "replayed as recorded",
+        ),
+        (
+            given("facility") and p["energy"] == "none",
+            "--facility applies only when energy is measured (not with --energy none)",
+        ),
+    ]
+    for refused, message in refusals:
+        if refused:
+            raise ConfigError(message)
 
 
 async def _context_of(
@@ -361,6 +413,7 @@ async def _context_of(
 
 @bench_app.command("run")
 def run(
+    ctx: typer.Context,
     url: str = typer.Option(..., "--url", help="Endpoint root, e.g. http://127.0.0.1:8000."),
     workload: str = typer.Option(
         "chat", "--workload", "-w", help=f"One of {', '.join(BENCH_WORKLOADS)}."
@@ -427,7 +480,7 @@ def run(
     """Run a workload against an endpoint; write result.json, requests.csv and report.html."""
     with user_errors():
         _check_ranges(num_requests, sessions, turns, timeout, stall_timeout)
-        _check_applies(workload, trace, sweep, search, energy, metrics_url)
+        _check_applies(ctx)
         slos = parse_slos(slo)
         shape = _shape(workload, rate, concurrency, arrival, burstiness, speedup, seed)
         if out.exists() and not out.is_dir():
