@@ -224,6 +224,19 @@ def test_profile_from_steps_records_the_prefill_spread() -> None:
     assert "prefill_jitter" not in profile_from_steps(steps, "s", jitter_points=0)
 
 
+def test_profile_from_steps_records_the_decode_spread() -> None:
+    """Asked for, decode steps of 1 ms and 3 ms at one batch size (row 2 ms) give factors 0.5
+    and 1.5."""
+    steps = [StepRecord(0.001, 1, 0), StepRecord(0.003, 1, 0)] * 20
+    steps += [StepRecord(0.010, 0, 100)] * 3
+    assert "decode_jitter" not in profile_from_steps(steps, "s")  # opt-in
+    profile = profile_from_steps(steps, "s", jitter_points=4, decode_jitter_points=4)
+    assert profile["decode"] == [[1.0, pytest.approx(0.002)]]
+    assert profile["decode_jitter"] == pytest.approx([0.5, 0.5, 1.5, 1.5])
+    assert "prefill_jitter" not in profile  # 3 prefill steps: fewer than 4 points
+    assert ProfileModel(decode_jitter=tuple(profile["decode_jitter"])).decode_s(1, 0, 2) > 0
+
+
 def test_profile_from_steps_takes_out_the_context_term() -> None:
     """Decode rows hold the time at empty context: slope x context is subtracted per step."""
     steps = [StepRecord(0.003, 1, 0, context_tokens=1000)] * 3

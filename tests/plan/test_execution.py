@@ -219,3 +219,63 @@ def test_decode_steps_until_matches_brute_force_on_growing_steps(elapsed: float)
     batch, ctx, cap = 64, 300_000, 200
     expected = next((j for j in range(1, cap + 1) if m.decode_s(batch, ctx, j) >= elapsed), cap)
     assert decode_steps_until(m, batch, ctx, elapsed, cap) == expected
+
+
+def test_decode_jitter_run_equals_its_single_iterations() -> None:
+    """A run of k jittered decode iterations costs what its k single iterations cost, each at
+    its own context; both factors are used and each call is repeatable."""
+    plain = ProfileModel(decode_table=((1.0, 0.002), (8.0, 0.004)), decode_s_per_context_token=1e-6)
+    model = ProfileModel(
+        decode_table=plain.decode_table,
+        decode_s_per_context_token=1e-6,
+        decode_jitter=(0.5, 3.0),
+    )
+    batch, ctx, k = 4, 100, 50
+    singles = [model.decode_s(batch, ctx + batch * i, 1) for i in range(k)]
+    assert model.decode_s(batch, ctx, k) == pytest.approx(sum(singles), rel=1e-12)
+    contexts = [ctx + batch * i for i in range(k)]
+    factors = {
+        round(model.decode_s(batch, c, 1) / plain.decode_s(batch, c, 1), 9) for c in contexts
+    }
+    assert factors == {0.5, 3.0}
+    assert model.decode_s(batch, ctx, k) == model.decode_s(batch, ctx, k)
+    assert model.prefill_s(100, 1) == plain.prefill_s(100, 1)
+
+
+@pytest.mark.parametrize("elapsed", [1e-4, 0.0071, 0.05, 0.3337, 1.0, 2.5, 100.0])
+def test_decode_steps_until_matches_brute_force_with_jitter(elapsed: float) -> None:
+    """With decode jitter (a slow first iteration breaks the shortcut's bound) the search still
+    finds the first boundary at or after ``elapsed``."""
+    m = ProfileModel(decode_table=((1.0, 0.01),), decode_jitter=(0.2, 0.5, 1.0, 8.0))
+    batch, ctx, cap = 3, 40, 300
+    expected = next((j for j in range(1, cap + 1) if m.decode_s(batch, ctx, j) >= elapsed), cap)
+    assert decode_steps_until(m, batch, ctx, elapsed, cap) == expected
+
+
+def test_decode_jittered_profile_fast_and_step_modes_agree() -> None:
+    """Decode jitter hangs on each iteration's batch and context, so both modes still agree."""
+    from tokenwatt.plan.config import PlanConfig, ReplicaConfig
+    from tokenwatt.plan.simulator import simulate
+    from tokenwatt.workload.types import Request
+
+    model = ProfileModel(
+        prefill_table=((1.0, 0.001), (1001.0, 0.101)),
+        decode_table=((1.0, 0.004), (8.0, 0.01)),
+        prefill_jitter=(0.5, 1.5),
+        decode_jitter=(0.3, 0.7, 1.0, 2.0),
+    )
+    reqs = [Request(f"r{i}", 0.013 * i, 20 + 37 * i % 200, 3 + i % 29) for i in range(80)]
+    for chunked in (False, True):
+        fast, step = (
+            simulate(
+                PlanConfig(mode=mode, replica=ReplicaConfig(max_batch=8, chunked_prefill=chunked)),
+                reqs,
+                execution=model,
+            ).to_dict()
+            for mode in ("fast", "step")
+        )
+        assert fast["completed"] == step["completed"] == 80
+        assert fast["sim"]["iterations"] < step["sim"]["iterations"]
+        for k, v in fast["latency_s"].items():
+            assert v == pytest.approx(step["latency_s"][k], rel=1e-9, abs=1e-12), k
+        assert fast["energy_j"] == pytest.approx(step["energy_j"], rel=1e-9)

@@ -412,6 +412,16 @@ def _binned(
     return xs, monotone(ts, ns), ns
 
 
+def _spread(ratios: list[float], points: int) -> list[float]:
+    """``points`` quantiles of step-over-row ratios, scaled to mean 1 (a row is a mean, so the
+    factors keep the busy time the steps add up to)."""
+    ordered = sorted(ratios)
+    n = len(ordered)
+    q = [ordered[min(n - 1, int((i + 0.5) * n / points))] for i in range(points)]
+    mean = sum(q) / len(q)
+    return [f / mean for f in q]
+
+
 def profile_from_steps(
     steps: Sequence[StepRecord],
     name: str,
@@ -425,6 +435,7 @@ def profile_from_steps(
     jitter_points: int = 40,
     request_overheads_s: Sequence[float] = (),
     overhead_points: int = 40,
+    decode_jitter_points: int = 0,
 ) -> dict[str, Any]:
     """A profile (``write_profile``'s dict) from steps observed while serving.
 
@@ -436,6 +447,9 @@ def profile_from_steps(
     busy time its steps add up to, which throughput and energy depend on) or ``median``.
     ``jitter_points`` quantiles of each prefill step's time over its row's (scaled to mean 1)
     become the profile's ``prefill_jitter``: the spread that sets the TTFT tail (0: none).
+    ``decode_jitter_points`` does the same for pure decode steps (``decode_jitter``); off by
+    default: on the tiny engine it raised predicted energy 7-9% and left the TTFT tail as it
+    was (docs/plan.md, "Step spread").
     With ``energy``, one busy power for every phase:
     the window's joules less its idle draw, over the summed step seconds.
     ``request_overhead_s`` (the serving time outside the engine per request) is stored under
@@ -443,9 +457,10 @@ def profile_from_steps(
     request, is stored there as ``overhead_points`` quantiles (``request_quantiles_s``) for
     ``overhead_from_profile``: the simulator draws each request's overhead from them.
     """
-    if bins_per_octave < 1 or min_samples < 1 or jitter_points < 0:
+    if bins_per_octave < 1 or min_samples < 1 or min(jitter_points, decode_jitter_points) < 0:
         raise ConfigError(
-            "profile_from_steps: bins_per_octave and min_samples must be >= 1, jitter_points >= 0"
+            "profile_from_steps: bins_per_octave and min_samples must be >= 1, jitter_points "
+            "and decode_jitter_points >= 0"
         )
     if statistic not in _STATISTICS:
         raise ConfigError(f"profile_from_steps: statistic must be mean or median, not {statistic}")
@@ -480,15 +495,16 @@ def profile_from_steps(
         quantiles = overhead_quantiles(request_overheads_s, overhead_points)
         profile["serving"]["request_quantiles_s"] = list(quantiles)
     if jitter_points and len(pre_points) >= jitter_points:
-        table = [(x, t) for x, t in zip(pre_x, pre_t, strict=True)]
-        model_t = _Rows(table)
-        ratios = sorted(t / model_t(x) for _, (x, t) in pre_points if model_t(x) > 0)
-        q = [
-            ratios[min(len(ratios) - 1, int((i + 0.5) * len(ratios) / jitter_points))]
-            for i in range(jitter_points)
-        ]
-        mean = sum(q) / len(q)
-        profile["prefill_jitter"] = [f / mean for f in q]
+        model_t = _Rows([(x, t) for x, t in zip(pre_x, pre_t, strict=True)])
+        ratios = [t / model_t(x) for _, (x, t) in pre_points if model_t(x) > 0]
+        profile["prefill_jitter"] = _spread(ratios, jitter_points)
+    if decode_jitter_points and len(dec_points) >= decode_jitter_points:
+        # Decode steps stall too (a descheduled engine thread). As a factor on the step's time,
+        # though, a stall grows with the batch, which real stalls (a fixed time off a CPU) do
+        # not: hence opt-in.
+        dec_t_of = _Rows([(x, max(t, 0.0)) for x, t in zip(dec_x, dec_t, strict=True)])
+        ratios = [t / dec_t_of(x) for _, (x, t) in dec_points if dec_t_of(x) > 0]
+        profile["decode_jitter"] = _spread(ratios, decode_jitter_points)
     if energy is not None:
         busy_s = sum(s.seconds for s in steps)
         idle_s = max(0.0, energy.window_s - busy_s)

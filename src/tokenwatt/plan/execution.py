@@ -97,17 +97,24 @@ def decode_steps_until(
     """Smallest j in [1, max_steps] whose j decode iterations take at least ``elapsed_s``.
 
     Iterations never get faster as the context grows, so elapsed / first iteration's time bounds
-    j from above and is usually the answer: two model calls instead of a full bisection.
+    j from above and is usually the answer: two model calls instead of a full bisection. With
+    decode jitter a slow first iteration breaks that bound; a galloping search then finds one.
     """
     first = model.decode_s(batch, context_tokens, 1)
     if first >= elapsed_s or max_steps <= 1:
         return 1
     hi = min(max_steps, math.ceil(elapsed_s / first) if first > 0 else max_steps)
-    while hi < max_steps and model.decode_s(batch, context_tokens, hi) < elapsed_s:
-        hi += 1  # float rounding at an exact boundary
+    lo = 1
+    if hi < max_steps and model.decode_s(batch, context_tokens, hi) < elapsed_s:
+        # a slow first iteration (jitter) or float rounding at a boundary: gallop upward
+        lo, step = hi, 1
+        while True:
+            hi = min(max_steps, lo + step)
+            if hi == max_steps or model.decode_s(batch, context_tokens, hi) >= elapsed_s:
+                break
+            lo, step = hi, step * 2
     if model.decode_s(batch, context_tokens, hi - 1) < elapsed_s:
         return hi
-    lo = 1
     while lo < hi:
         mid = (lo + hi) // 2
         if model.decode_s(batch, context_tokens, mid) >= elapsed_s:
@@ -190,6 +197,10 @@ def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
+_DECODE_SALT = 0x5BD1E995
+"""Third hash input of decode iterations, so they do not share factors with prefills."""
+
+
 def mix_hash(a: int, b: int, c: int) -> int:
     """A well-spread 32-bit hash of three sizes (stable across processes, unlike str hashes)."""
     h = (a * 0x9E3779B1 + b * 0x85EBCA77 + c * 0xC2B2AE3D) & 0xFFFFFFFF
@@ -230,14 +241,19 @@ class ProfileModel:
     """Measured spread of prefill (and fused) iterations: equally likely factors on the table's
     time, mean 1 (empty: none). Each iteration takes the factor a hash of its sizes picks, so
     a simulation stays deterministic and fast and step modes agree."""
+    decode_jitter: tuple[float, ...] = ()
+    """Measured spread of decode iterations, likewise (empty: none); each iteration's factor is
+    picked by a hash of its batch size and context. A run of k iterations then costs k terms
+    instead of a closed form."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_prefill", _table("prefill", self.prefill_table))
         object.__setattr__(self, "_decode", _table("decode", self.decode_table))
         if self.decode_s_per_context_token < 0:
             raise ConfigError("profile: decode_s_per_context_token must be >= 0")
-        if any(not (f > 0 and math.isfinite(f)) for f in self.prefill_jitter):
-            raise ConfigError("profile: prefill_jitter factors must be finite and > 0")
+        for name in ("prefill_jitter", "decode_jitter"):
+            if any(not (f > 0 and math.isfinite(f)) for f in getattr(self, name)):
+                raise ConfigError(f"profile: {name} factors must be finite and > 0")
 
     @classmethod
     def from_file(cls, path: str | Path) -> ProfileModel:
@@ -252,6 +268,7 @@ class ProfileModel:
                 decode_s_per_context_token=float(data.get("decode_s_per_context_token", 0.0)),
                 name=str(data.get("name", p.name)),
                 prefill_jitter=tuple(float(f) for f in data.get("prefill_jitter", ())),
+                decode_jitter=tuple(float(f) for f in data.get("decode_jitter", ())),
             )
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise ConfigError(
@@ -275,7 +292,16 @@ class ProfileModel:
         xs, ys = self._decode  # type: ignore[attr-defined]
         slope = self.decode_s_per_context_token
         base = _interp(xs, ys, float(batch)) + slope * context_tokens
-        return linear_max_sum(0.0, base, slope * batch, steps)
+        jitter = self.decode_jitter
+        if not jitter:
+            return linear_max_sum(0.0, base, slope * batch, steps)
+        n = len(jitter)
+        grow = slope * batch
+        total = 0.0
+        for i in range(steps):
+            ctx = context_tokens + batch * i
+            total += (base + grow * i) * jitter[mix_hash(batch, ctx, _DECODE_SALT) % n]
+        return total
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from types import TracebackType
@@ -78,6 +79,9 @@ class ServedCalibrationSpec:
     """Quantiles kept of the prefill steps' spread around their row."""
     overhead_points: int = 40
     """Quantiles kept of the per-request overhead outside the engine."""
+    decode_jitter_points: int = 0
+    """Quantiles kept of the decode steps' spread (0: none, the default; see
+    ``profile_from_steps``)."""
 
     def __post_init__(self) -> None:
         if self.requests < 1 or self.warmup_requests < 0:
@@ -98,9 +102,10 @@ class ServedCalibrationSpec:
             raise ConfigError(f"served calibration: idle_s must be >= 0, got {self.idle_s}")
         if self.client not in ("process", "thread"):
             raise ConfigError(f"served calibration: client is process or thread, not {self.client}")
-        if self.jitter_points < 0 or self.overhead_points < 1:
+        if min(self.jitter_points, self.decode_jitter_points) < 0 or self.overhead_points < 1:
             raise ConfigError(
-                "served calibration: jitter_points must be >= 0 and overhead_points >= 1"
+                "served calibration: jitter_points and decode_jitter_points must be >= 0 and "
+                "overhead_points >= 1"
             )
 
 
@@ -385,6 +390,12 @@ class ServedSession:
             except FutureTimeout:  # not the builtin TimeoutError before Python 3.11
                 if progress is not None and tele is not None:
                     progress(tele.finished, len(requests))
+            except BrokenProcessPool:
+                raise ConfigError(
+                    "served calibration: the load client's process died before it could "
+                    "replay; a script that serves must start under `if __name__ == "
+                    "'__main__':` (the client process imports it), or use client='thread'"
+                ) from None
 
     def profile(
         self,
@@ -416,6 +427,7 @@ class ServedSession:
             jitter_points=spec.jitter_points,
             request_overheads_s=run.overheads_s,
             overhead_points=spec.overhead_points,
+            decode_jitter_points=spec.decode_jitter_points,
         )
 
 
