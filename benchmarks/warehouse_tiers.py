@@ -5,9 +5,12 @@ alternating rounds; prints median throughput (GB/s) of each and the ratio:
 - DRAM: MemoryTier.get_many + header check + copying the tensors out vs a plain memory copy of
   the same bytes into preallocated buffers (also: the get alone, which hands out the stored
   immutable bytes without a copy, and the get with the payload CRC that DRAM reads skip);
-- disk: DiskTier.get_many (+ full verified decode) vs a plain sequential read of the same files;
-- Redis: RedisTier.get_many (+ full verified decode) vs raw redis-py MGET of the same values
-  (a redis-server is started on a free loopback port unless --redis URL is given);
+- disk: DiskTier.get_many (+ full verified decode; + the store's whole load) vs a plain
+  sequential read of the same files;
+- Redis: RedisTier.get_many vs raw redis-py MGET of the same values; that MGET with hiredis vs
+  redis-py's pure-Python parser; the tier's verified get and the store's load (one MGET) vs the
+  same MGET read raw off a socket into one buffer (a redis-server is started on a free loopback
+  port unless --redis URL is given);
 - checksums (--checksums): payload checksum candidates on blocks of this size: zlib CRC-32 (the
   codec's format 1), XXH3-64 (format 2), XXH3-128, XXH64 and CRC32C (google-crc32c, when
   installed), as throughput and ratio to CRC-32.
@@ -31,12 +34,14 @@ from pathlib import Path
 
 import numpy as np
 import xxhash
+from redis.utils import HIREDIS_AVAILABLE
 
 from tokenwatt.warehouse.codec import decode_block, encode_block
 from tokenwatt.warehouse.disk import DiskTier
 from tokenwatt.warehouse.keys import BlockHasher, fingerprint_digest
 from tokenwatt.warehouse.memory import MemoryTier
 from tokenwatt.warehouse.redis_tier import RedisTier
+from tokenwatt.warehouse.store import TierConfig, TieredStore
 
 FP = "bench-model"
 
@@ -119,7 +124,7 @@ def bench_dram(keys: list[str], blocks: list[bytes], repeats: int) -> None:
     ours_s, raw_s = _side_by_side(tier_get(False), raw_copy, repeats)
     _report("DRAM tier get + header check (no copy)", total, ours_s, raw_s, "memory copy")
     ours_s, raw_s = _side_by_side(tier_get(True), raw_copy, repeats)
-    _report("DRAM tier get + decode with payload CRC", total, ours_s, raw_s, "memory copy")
+    _report("DRAM tier get + decode with payload XXH3", total, ours_s, raw_s, "memory copy")
 
 
 def bench_disk(keys: list[str], blocks: list[bytes], repeats: int, root: Path) -> None:
@@ -146,7 +151,16 @@ def bench_disk(keys: list[str], blocks: list[bytes], repeats: int, root: Path) -
     ours_s, raw_s = _side_by_side(tier_get, raw_read, repeats)
     _report("disk tier get", total, ours_s, raw_s, "sequential file read")
     ours_s, raw_s = _side_by_side(tier_get_verified, raw_read, repeats)
-    _report("disk tier get + verified decode (CRC)", total, ours_s, raw_s, "sequential file read")
+    _report("disk tier get + verified decode (XXH3)", total, ours_s, raw_s, "sequential file read")
+    store = TieredStore([tier], fingerprint=FP)
+
+    def store_load() -> object:
+        loaded = store.load(keys, block_tokens=16, decide=False)
+        assert len(loaded.blocks) == len(keys)
+        return loaded
+
+    ours_s, raw_s = _side_by_side(store_load, raw_read, repeats)
+    _report("disk store load (probe, get, verify)", total, ours_s, raw_s, "sequential file read")
 
 
 def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
@@ -173,28 +187,65 @@ def _start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str] | None:
     return None
 
 
+def _raw_socket_mget(url: str, names: list[str], sizes: list[int]) -> Callable[[], object]:
+    """MGET over a plain socket, the reply read into one preallocated buffer and not parsed:
+    the floor of what any client can take from the server."""
+    host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=10.0)
+    args = [b"MGET", *(n.encode() for n in names)]
+    request = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+    reply_bytes = len(b"*%d\r\n" % len(names)) + sum(len(b"$%d\r\n" % n) + n + 2 for n in sizes)
+    buffer = memoryview(bytearray(reply_bytes))
+
+    def run() -> object:
+        sock.sendall(request)
+        got = 0
+        while got < reply_bytes:
+            got += sock.recv_into(buffer[got:])
+        return buffer
+
+    return run
+
+
 def bench_redis(keys: list[str], blocks: list[bytes], repeats: int, url: str) -> None:
     import redis
+    from redis._parsers import _RESP2Parser
 
     total = sum(map(len, blocks))
     tier = RedisTier(url, socket_timeout_s=10.0)
     tier.put_many([(k, b, 0.0) for k, b in zip(keys, blocks, strict=True)])
     raw_client = redis.Redis.from_url(url, socket_timeout=10.0)
+    python_client = redis.Redis.from_url(url, socket_timeout=10.0, parser_class=_RESP2Parser)
     names = [tier.key_prefix + k for k in keys]
+    raw_socket = _raw_socket_mget(url, names, [len(b) for b in blocks])
+    store = TieredStore([TierConfig(tier, fetch_on_probe=True)], fingerprint=FP)
 
     def tier_get_verified() -> object:
         got = tier.get_many(keys)
         return [decode_block(d, key=k) for k, d in zip(keys, got, strict=True) if d is not None]
 
+    def store_load() -> object:
+        loaded = store.load(keys, block_tokens=16, decide=False)
+        assert len(loaded.blocks) == len(keys)
+        return loaded
+
+    parser = "hiredis" if HIREDIS_AVAILABLE else "pure-Python parser"
     ours_s, raw_s = _side_by_side(
         lambda: tier.get_many(keys), lambda: raw_client.mget(names), repeats
     )
-    _report("Redis tier get", total, ours_s, raw_s, "raw redis-py MGET")
-    ours_s, raw_s = _side_by_side(tier_get_verified, lambda: raw_client.mget(names), repeats)
-    _report("Redis tier get + verified decode (CRC)", total, ours_s, raw_s, "raw redis-py MGET")
+    _report("Redis tier get", total, ours_s, raw_s, f"raw redis-py MGET ({parser})")
+    ours_s, raw_s = _side_by_side(
+        lambda: raw_client.mget(names), lambda: python_client.mget(names), repeats
+    )
+    _report(f"raw redis-py MGET ({parser})", total, ours_s, raw_s, "MGET, pure-Python parser")
+    ours_s, raw_s = _side_by_side(tier_get_verified, raw_socket, repeats)
+    _report("Redis tier get + verified decode (XXH3)", total, ours_s, raw_s, "MGET on a raw socket")
+    ours_s, raw_s = _side_by_side(store_load, raw_socket, repeats)
+    _report("Redis store load (one MGET, verified)", total, ours_s, raw_s, "MGET on a raw socket")
     tier.clear()
-    tier.close()
+    store.close()
     raw_client.close()
+    python_client.close()
 
 
 def bench_checksums(blocks: list[bytes], repeats: int) -> None:
