@@ -12,7 +12,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_ro
 
 from tokenwatt.engine import runner as runner_module
 from tokenwatt.engine.kv import KVCacheManager
-from tokenwatt.engine.model import LoadedModel
+from tokenwatt.engine.model import LoadedModel, load_model
 from tokenwatt.engine.runner import (
     ModelRunner,
     StepItem,
@@ -269,3 +269,28 @@ def test_rope_table_grows_only_as_far_as_needed(tiny: LoadedModel) -> None:
     assert runner._rope_table[0].shape[0] == 8192
     ref_cos, _ = tiny.model.model.rotary_emb(h[None], torch.tensor([[5000]]))
     assert torch.equal(cos, ref_cos[0, :, None, :])
+
+
+def test_row_major_layout_gives_the_same_logits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU layout (weights rebound to row ranges), run on CPU: decode logits equal the
+    input-major runner's and transformers' own within 1e-4."""
+    loaded = load_model("tiny", device="cpu")
+    ids = _ids(300, seed=11)
+
+    def decode_logits(runner: ModelRunner) -> torch.Tensor:
+        kv = KVCacheManager(runner.layout(), capacity_tokens=1024)
+        cache = kv.allocate("a", 300)
+        runner.execute([StepItem("a", ids[:297], 0, False)], [cache])
+        steps = [StepItem("a", (t,), 297 + i) for i, t in enumerate(ids[297:])]
+        return torch.cat([runner.execute([step], [cache]) for step in steps])
+
+    input_major = decode_logits(ModelRunner(loaded))
+    monkeypatch.setattr(runner_module, "_input_major", lambda device: False)
+    row_major = decode_logits(ModelRunner(loaded))
+    attn = loaded.model.model.layers[0].self_attn
+    storage = attn.q_proj.weight.untyped_storage().data_ptr()
+    assert attn.v_proj.weight.untyped_storage().data_ptr() == storage  # rebound: one block
+    with torch.inference_mode():
+        ref = loaded.model(torch.tensor([ids])).logits[0, 297:]
+    assert torch.allclose(row_major, input_major, atol=1e-4, rtol=0)
+    assert torch.allclose(row_major, ref, atol=1e-4, rtol=0)

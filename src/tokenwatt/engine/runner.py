@@ -165,6 +165,11 @@ def _weight_block(linears: Sequence[Any], input_major: bool) -> torch.Tensor:
     return block.t()
 
 
+def _input_major(device: torch.device) -> bool:
+    """Whether weight blocks are input-major copies on ``device`` (see ``_weight_block``)."""
+    return device.type == "cpu"
+
+
 def _projection(module: Any, input_major: bool) -> Fn:
     """``module`` (a linear) on 2-D input: ``x @ block`` for a plain one, else its forward."""
     if _plain(module):
@@ -184,11 +189,14 @@ def _qkv(attn: Any, input_major: bool) -> Fn:
 
 
 def _residual_linear(module: Any, input_major: bool) -> Residual:
-    """``(h, x) -> h + module(x)`` on 2-D input: for a plain linear one addmm (the add rides
-    on the matmul)."""
+    """``(h, x) -> h + module(x)`` on 2-D input: for a plain fp32 linear one addmm (the add
+    rides on the matmul). In bf16/fp16 the projection is rounded before the add, as in the
+    module: addmm's single rounding changed greedy tokens against ``generate()`` there."""
     if _plain(module):
         block = _weight_block([module], input_major)
-        return lambda h, x: torch.addmm(h, x, block)
+        if block.dtype == torch.float32:
+            return lambda h, x: torch.addmm(h, x, block)
+        return lambda h, x: h + torch.mm(x, block)
     f = _linear(module)
     return lambda h, x: h + f(x)
 
@@ -279,7 +287,7 @@ class ModelRunner:
             if type(embed) is torch.nn.Embedding
             else cast(Fn, embed.forward)
         )
-        input_major = loaded.device.type == "cpu"
+        input_major = _input_major(loaded.device)
         self._layers = [_LayerOps.of(layer, input_major) for layer in inner.layers]
         self._norm = _rms_norm(inner.norm)
         self._rotary = inner.rotary_emb
