@@ -448,7 +448,7 @@ def profile_from_steps(
     ``jitter_points`` quantiles of each prefill step's time over its row's (scaled to mean 1)
     become the profile's ``prefill_jitter``: the spread that sets the TTFT tail (0: none).
     ``decode_jitter_points`` does the same for pure decode steps (``decode_jitter``); off by
-    default: on the tiny engine it raised predicted energy 7-9% and left the TTFT tail as it
+    default: on the tiny engine it raised predicted energy 3-11% and left the TTFT tail as it
     was (docs/plan.md, "Step spread").
     With ``energy``, one busy power for every phase:
     the window's joules less its idle draw, over the summed step seconds.
