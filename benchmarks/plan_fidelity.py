@@ -113,6 +113,7 @@ def main() -> None:
         return served_workload(n, args.rate, seed, synth.unique)
 
     def engine_cpu_s(session: ServedSession) -> float:
+        assert session.engine is not None
         thread = session.engine._thread
         assert thread is not None and thread.native_id is not None
         for t in proc.threads():

@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_context
 from types import TracebackType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tokenwatt.bench.record import RequestRecord
 from tokenwatt.energy.meter import Meter
@@ -39,6 +39,10 @@ from tokenwatt.plan.calibrate import (
     profile_from_steps,
 )
 from tokenwatt.workload.types import Request
+
+if TYPE_CHECKING:  # the engine pulls in torch: imported where it is used
+    from tokenwatt.engine import Engine, EngineConfig, LoadedModel
+    from tokenwatt.engine.server import RunningServer
 
 __all__ = [
     "ServedCalibrationSpec",
@@ -270,8 +274,8 @@ class ServedSession:
 
     def __init__(
         self,
-        loaded: Any,
-        engine_config: Any,
+        loaded: LoadedModel,
+        engine_config: EngineConfig,
         model_name: str = "tiny",
         meter: Meter | None = None,
         client: Literal["process", "thread"] = "process",
@@ -281,9 +285,9 @@ class ServedSession:
         self.model_name = model_name
         self.meter = meter
         self.client = client
-        self.engine: Any = None
+        self.engine: Engine | None = None
         self.telemetry: StepTelemetry | None = None
-        self._server: Any = None
+        self._server: RunningServer | None = None
         self._pool: Executor | None = None
 
     def __enter__(self) -> ServedSession:
@@ -431,7 +435,7 @@ class ServedSession:
         )
 
 
-def context_slope(loaded: Any, engine_config: Any) -> float:
+def context_slope(loaded: LoadedModel, engine_config: EngineConfig) -> float:
     """Extra decode seconds per token of context, from isolated steps at two prompt lengths
     (served steps mix contexts and batch sizes too much to separate the term)."""
     from tokenwatt.engine import EngineCore
@@ -445,8 +449,8 @@ def context_slope(loaded: Any, engine_config: Any) -> float:
 
 
 def calibrate_served(
-    loaded: Any,
-    engine_config: Any,
+    loaded: LoadedModel,
+    engine_config: EngineConfig,
     spec: ServedCalibrationSpec | None = None,
     *,
     model_name: str = "tiny",
@@ -492,7 +496,9 @@ def calibrate_served(
     return profile
 
 
-def provenance(spec: ServedCalibrationSpec, engine_config: Any, run: ServedRun) -> dict[str, str]:
+def provenance(
+    spec: ServedCalibrationSpec, engine_config: EngineConfig, run: ServedRun
+) -> dict[str, str]:
     """Where a served profile came from, in words (stored in the profile file)."""
     import psutil
 
