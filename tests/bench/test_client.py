@@ -20,6 +20,7 @@ from tokenwatt.bench.client import (
     ModelInfo,
     OpenAIClient,
     discover_model,
+    find_model,
     list_models,
     synthetic_prompt,
 )
@@ -327,3 +328,32 @@ async def test_list_models_names_a_body_that_is_not_a_model_list(
     bodies[0] = json.dumps(body).encode()
     with pytest.raises(EndpointError, match="not an OpenAI-compatible endpoint"):
         await list_models(url)
+
+
+async def test_find_model_without_a_name_is_the_first_listed(start_server: StartServer) -> None:
+    """No model named: the endpoint's first model, with its context, and no note."""
+    server = await start_server(max_model_len=100)
+    assert await find_model(server.url) == (ModelInfo("faulty", 100), None)
+
+
+async def test_find_model_by_name(start_server: StartServer) -> None:
+    """A named model is its own entry; one the endpoint does not list has none."""
+    server = await start_server(max_model_len=100)
+    assert await find_model(server.url, model="faulty") == (ModelInfo("faulty", 100), None)
+    assert await find_model(server.url, model="other") == (None, None)
+
+
+async def test_find_model_when_refused_has_no_entry(start_server: StartServer) -> None:
+    """A refused connection: no entry and no note (the run reports its connect errors)."""
+    server = await start_server(fault="refuse")
+    assert await find_model(server.url, timeout_s=1.0) == (None, None)
+
+
+async def test_find_model_of_a_silent_endpoint(silent_url: str) -> None:
+    """Silence is an EndpointError when no model is named; with a model it becomes a note,
+    and the run goes on without a known context."""
+    with pytest.raises(EndpointError, match="did not answer GET /v1/models"):
+        await find_model(silent_url, timeout_s=0.2)
+    info, note = await find_model(silent_url, model="m", timeout_s=0.2)
+    assert info is None
+    assert note is not None and "did not answer GET /v1/models within 0.2 s" in note

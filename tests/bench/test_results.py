@@ -15,7 +15,13 @@ from tokenwatt.bench.client import FunctionClient
 from tokenwatt.bench.energy_sources import MeterSource
 from tokenwatt.bench.load import ClosedLoop
 from tokenwatt.bench.record import Chunk, Done, RequestRecord, StreamEvent
-from tokenwatt.bench.results import BenchResult, compare, load_result
+from tokenwatt.bench.results import (
+    BenchResult,
+    compare,
+    energy_alike,
+    errors_by_kind,
+    load_result,
+)
 from tokenwatt.bench.runner import LoadRunner, RunLimits
 from tokenwatt.bench.slo import parse_slos
 from tokenwatt.energy.facility import facility_preset
@@ -167,3 +173,47 @@ async def test_result_without_endpoint_energy_has_none() -> None:
     """An endpoint that reports no usage energy gives request_energy None, not zeros."""
     runner = LoadRunner(FunctionClient.scripted(), [Request("r0")], ClosedLoop(1))
     assert (await run_bench(runner)).request_energy is None
+
+
+def test_first_errors_keeps_the_first_message_of_each_kind() -> None:
+    """Two http_5xx and a stall give the first 5xx message and the stall's; a failed warm-up
+    request is not counted."""
+    records = (
+        RequestRecord("w", error="connect", error_message="warm-up refused", warmup=True),
+        RequestRecord("a", error="http_5xx", error_message="first 500"),
+        RequestRecord("b"),
+        RequestRecord("c", error="http_5xx", error_message="second 500"),
+        RequestRecord("d", error="stall", error_message="silent 60 s"),
+    )
+    assert BenchResult(records=records).first_errors() == {
+        "http_5xx": "first 500",
+        "stall": "silent 60 s",
+    }
+
+
+def test_comparison_says_better_in_the_figures_direction() -> None:
+    """Higher throughput is better, higher TTFT worse; equal or missing figures say neither."""
+    a = BenchResult(summary={"request_throughput_rps": 10.0, "ttft_s": {"p50": 0.2, "p99": 0.3}})
+    b = BenchResult(summary={"request_throughput_rps": 20.0, "ttft_s": {"p50": 0.4, "p99": 0.3}})
+    rows = {row.label: row.better for row in compare(a, b)}
+    assert rows == {"requests/s": True, "TTFT p50 (s)": False, "TTFT p99 (s)": None}
+
+
+def test_energy_alike_compares_source_and_scope() -> None:
+    """Results of one source and scope, or with energy missing on a side, are alike; a
+    different scope is not."""
+    node = BenchResult(energy={"source": "nvml", "scope": "gpu"})
+    cpu = BenchResult(energy={"source": "nvml", "scope": "cpu"})
+    assert energy_alike(node, node)
+    assert energy_alike(node, BenchResult())
+    assert not energy_alike(node, cpu)
+
+
+def test_errors_by_kind_sums_over_results() -> None:
+    """Errors of several runs add up per kind."""
+    runs = [
+        BenchResult(summary={"errors": {"connect": 2}}),
+        BenchResult(summary={"errors": {"connect": 1, "stall": 1}}),
+        BenchResult(summary={}),
+    ]
+    assert errors_by_kind(runs) == {"connect": 3, "stall": 1}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tokenwatt.bench.load import ClosedLoop, OpenLoop, Sessions, TraceReplay
+from tokenwatt.bench.load import ClosedLoop, LoadShape, OpenLoop, Sessions, TraceReplay
 from tokenwatt.bench.results import BenchResult
-from tokenwatt.bench.sweep import search_max_goodput, shape_dirname, sweep_shapes
+from tokenwatt.bench.sweep import run_sweep, search_max_goodput, shape_dirname, sweep_shapes
 from tokenwatt.errors import ConfigError
 
 
@@ -46,3 +46,31 @@ async def test_search_runs_full_benchmarks_until_the_knee() -> None:
     found = await search_max_goodput(run_at, OpenLoop(1, "constant"), 1, 8, target=0.9)
     assert 4 * 0.95 <= found.rate_rps <= 4
     assert seen[:2] == [8, 1]
+
+
+async def test_run_sweep_runs_each_point_in_order() -> None:
+    """Concurrencies 1, 2 and 3: three runs, each with its shape, in order."""
+
+    async def run_at(shape: LoadShape) -> BenchResult:
+        return BenchResult(summary={"label": shape.label})
+
+    points = await run_sweep(run_at, ClosedLoop(1), [1, 2, 3])
+    assert [shape for shape, _ in points] == [ClosedLoop(1), ClosedLoop(2), ClosedLoop(3)]
+    assert [r.summary["label"] for _, r in points] == [
+        "concurrency=1",
+        "concurrency=2",
+        "concurrency=3",
+    ]
+
+
+async def test_run_sweep_stops_after_an_interrupted_run() -> None:
+    """An interrupted second run ends the sweep: it is the last point, the third never runs."""
+    seen: list[LoadShape] = []
+
+    async def run_at(shape: LoadShape) -> BenchResult:
+        seen.append(shape)
+        return BenchResult(interrupted=shape == ClosedLoop(2))
+
+    points = await run_sweep(run_at, ClosedLoop(1), [1, 2, 3])
+    assert seen == [ClosedLoop(1), ClosedLoop(2)]
+    assert points[-1][1].interrupted

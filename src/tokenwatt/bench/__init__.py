@@ -1,6 +1,6 @@
 """tokenwatt.bench: drive OpenAI-compatible endpoints and join latency, goodput and energy."""
 
-from tokenwatt.bench.bench import build_result, run_bench
+from tokenwatt.bench.bench import build_result, planned_requests, run_bench, run_configured
 from tokenwatt.bench.client import (
     ClientConfig,
     EndpointClient,
@@ -9,9 +9,11 @@ from tokenwatt.bench.client import (
     ModelInfo,
     OpenAIClient,
     discover_model,
+    find_model,
     list_models,
     synthetic_prompt,
 )
+from tokenwatt.bench.config import ENERGY_CHOICES, BenchConfig, EnergyChoice, load_shape
 from tokenwatt.bench.energy import (
     EnergyFigures,
     EnergySummary,
@@ -39,6 +41,7 @@ from tokenwatt.bench.load import (
     find_max_goodput_rate,
     interarrival_times,
 )
+from tokenwatt.bench.output import write_run
 from tokenwatt.bench.record import (
     ERROR_KINDS,
     Chunk,
@@ -54,9 +57,16 @@ from tokenwatt.bench.request_energy import (
     RequestEnergy,
     summarize_request_energy,
 )
-from tokenwatt.bench.results import BenchResult, Comparison, compare, load_result
+from tokenwatt.bench.results import (
+    BenchResult,
+    Comparison,
+    compare,
+    energy_alike,
+    errors_by_kind,
+    load_result,
+)
 from tokenwatt.bench.runner import LoadRunner, RunLimits, send_one
-from tokenwatt.bench.sweep import search_max_goodput, shape_dirname, sweep_shapes
+from tokenwatt.bench.sweep import run_sweep, search_max_goodput, shape_dirname, sweep_shapes
 from tokenwatt.bench.workloads import (
     BENCH_WORKLOADS,
     BenchWorkload,
@@ -67,7 +77,9 @@ from tokenwatt.bench.workloads import (
 __all__ = [
     "BENCH_WORKLOADS",
     "ENDPOINT_ENERGY_BASIS",
+    "ENERGY_CHOICES",
     "ERROR_KINDS",
+    "BenchConfig",
     "BenchResult",
     "BenchWorkload",
     "Chunk",
@@ -78,6 +90,7 @@ __all__ = [
     "Done",
     "EndpointClient",
     "EndpointError",
+    "EnergyChoice",
     "EnergyFigures",
     "EnergySampler",
     "EnergySource",
@@ -111,12 +124,19 @@ __all__ = [
     "concurrency_steps",
     "describe_fit",
     "discover_model",
+    "energy_alike",
+    "errors_by_kind",
     "find_max_goodput_rate",
+    "find_model",
     "fit_lengths",
     "interarrival_times",
     "list_models",
     "load_result",
+    "load_shape",
+    "planned_requests",
     "run_bench",
+    "run_configured",
+    "run_sweep",
     "search_max_goodput",
     "send_one",
     "shape_dirname",
@@ -126,4 +146,5 @@ __all__ = [
     "sweep_shapes",
     "synthetic_prompt",
     "write_report",
+    "write_run",
 ]

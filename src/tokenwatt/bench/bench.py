@@ -1,5 +1,6 @@
 """One benchmark end to end: run the load with an energy sampler beside it, then join
-records, SLOs, energy and the facility model into a ``BenchResult``.
+records, SLOs, energy and the facility model into a ``BenchResult``. ``run_configured`` does it
+all from one ``BenchConfig``.
 """
 
 from __future__ import annotations
@@ -8,20 +9,25 @@ import asyncio
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from tokenwatt.bench.client import OpenAIClient
+from tokenwatt.bench.config import BenchConfig
 from tokenwatt.bench.energy import summarize_energy
 from tokenwatt.bench.energy_sources import EnergySampler, EnergySource, EnergyTrace
 from tokenwatt.bench.load import ClosedLoop, Sessions
 from tokenwatt.bench.metrics import meets_slos, request_metrics, run_metrics
+from tokenwatt.bench.record import RequestRecord
 from tokenwatt.bench.request_energy import summarize_request_energy
 from tokenwatt.bench.results import BenchResult
-from tokenwatt.bench.runner import LoadRunner
+from tokenwatt.bench.runner import LoadRunner, RunLimits
 from tokenwatt.bench.slo import SloSet
+from tokenwatt.bench.workloads import BenchWorkload
 from tokenwatt.energy.facility import FacilityModel
+from tokenwatt.workload.types import Request
 
-__all__ = ["build_result", "run_bench"]
+__all__ = ["build_result", "planned_requests", "run_bench", "run_configured"]
 
 log = logging.getLogger(__name__)
 
@@ -102,3 +108,37 @@ async def run_bench(
             await energy.aclose()
     stats = workload_stats() if workload_stats is not None else None
     return build_result(runner, slos, trace, facility, config, started_at, interrupted, stats)
+
+
+def planned_requests(limits: RunLimits, requests: Iterable[Request]) -> int | None:
+    """How many requests a run under ``limits`` sends, for a progress bar: the measured cap
+    plus warm-up, at most the workload's length when it is known; None when unknown."""
+    total = (limits.max_requests or 0) + limits.warmup_requests or None
+    if isinstance(requests, Sequence):
+        total = min(total or len(requests), len(requests))
+    return total
+
+
+async def run_configured(
+    config: BenchConfig,
+    workload: BenchWorkload,
+    on_record: Callable[[RequestRecord], None] | None = None,
+) -> BenchResult:
+    """Run ``workload`` (built from ``config.workload``) as ``config`` says, against a new
+    ``OpenAIClient``, with ``config``'s energy source sampled beside it; ``on_record`` sees each
+    finished request. On Ctrl-C the partial result comes back, marked so (see ``run_bench``)."""
+    source = config.energy_source()
+    client = OpenAIClient(config.client)
+    runner = LoadRunner(client, workload.requests, config.shape, config.limits, on_record)
+    try:
+        return await run_bench(
+            runner,
+            config.slos,
+            source,
+            0.1,
+            config.facility_model,
+            config.record(),
+            workload.stats,
+        )
+    finally:
+        await client.aclose()

@@ -33,6 +33,7 @@ __all__ = [
     "ModelInfo",
     "OpenAIClient",
     "discover_model",
+    "find_model",
     "list_models",
     "synthetic_prompt",
 ]
@@ -194,6 +195,29 @@ async def discover_model(
     has no such route. Raises ``EndpointError`` as ``list_models`` does."""
     models = await list_models(base_url, api_key, timeout_s)
     return models[0].id if models else None
+
+
+async def find_model(
+    base_url: str, api_key: str | None = None, model: str | None = None, timeout_s: float = 10.0
+) -> tuple[ModelInfo | None, str | None]:
+    """(the endpoint's entry for ``model``, or its first model when None; a note when the list
+    could not be read and ``model`` was given, so the run goes on without a known context).
+    The entry is None when the endpoint lists nothing or not ``model``.
+
+    Raises:
+        EndpointError: no ``model`` given, and the endpoint is silent or not OpenAI-compatible.
+    """
+    try:
+        models = await list_models(base_url, api_key, timeout_s)
+    except EndpointError as exc:
+        if model is None:
+            raise
+        return None, str(exc)
+    if not models:
+        return None, None
+    if model is None:
+        return models[0], None
+    return next((m for m in models if m.id == model), None), None
 
 
 _FALLBACK_PROMPTS = PromptSynthesizer()

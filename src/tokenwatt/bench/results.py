@@ -8,7 +8,7 @@ import csv
 import json
 import platform
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,8 @@ __all__ = [
     "BenchResult",
     "Comparison",
     "compare",
+    "energy_alike",
+    "errors_by_kind",
     "load_result",
     "versions",
     "write_requests_csv",
@@ -79,6 +81,14 @@ class BenchResult:
         body = asdict(self)
         body = {"format": RESULT_FORMAT, **body}
         return json.dumps(body, indent=1, default=str)  # paths in the config become strings
+
+    def first_errors(self) -> dict[str, str]:
+        """The first error message of each error kind among the measured requests."""
+        found: dict[str, str] = {}
+        for r in self.records:
+            if r.error is not None and not r.warmup and r.error not in found:
+                found[r.error] = r.error_message
+        return found
 
     def write(self, out_dir: Path) -> dict[str, Path]:
         """Write ``result.json`` and ``requests.csv`` into ``out_dir``; return their paths."""
@@ -190,6 +200,15 @@ class Comparison:
             return None
         return self.b / self.a
 
+    @property
+    def better(self) -> bool | None:
+        """Whether B improves on A in this figure's direction; None when there is no ratio
+        or it is 1."""
+        ratio = self.ratio
+        if ratio is None or ratio == 1:
+            return None
+        return (ratio > 1) == self.higher_is_better
+
 
 def _dig(result: BenchResult, path: str) -> float | None:
     node: Any = {
@@ -212,3 +231,20 @@ def compare(a: BenchResult, b: BenchResult) -> list[Comparison]:
         if va is not None or vb is not None:
             rows.append(Comparison(label, va, vb, higher))
     return rows
+
+
+def energy_alike(a: BenchResult, b: BenchResult) -> bool:
+    """False when both results measured energy, but from different sources or scopes: their
+    energy ratios would compare different measurements."""
+    if a.energy is None or b.energy is None:
+        return True
+    return (a.energy["source"], a.energy["scope"]) == (b.energy["source"], b.energy["scope"])
+
+
+def errors_by_kind(results: Iterable[BenchResult]) -> dict[str, int]:
+    """Failed measured requests per error kind, summed over ``results``."""
+    errors: dict[str, int] = {}
+    for r in results:
+        for kind, n in r.summary.get("errors", {}).items():
+            errors[kind] = errors.get(kind, 0) + n
+    return errors

@@ -18,7 +18,7 @@ from tokenwatt.bench.load import (
 from tokenwatt.bench.results import BenchResult
 from tokenwatt.errors import ConfigError
 
-__all__ = ["search_max_goodput", "shape_dirname", "sweep_shapes"]
+__all__ = ["run_sweep", "search_max_goodput", "shape_dirname", "sweep_shapes"]
 
 
 def sweep_shapes(shape: LoadShape, values: Sequence[float]) -> list[LoadShape]:
@@ -43,6 +43,22 @@ def shape_dirname(shape: LoadShape) -> str:
     """A file-system-safe name for a shape's output folder, e.g. ``rate-2.5rps_poisson``."""
     label = shape.label.replace("/s", "rps")
     return label.replace("/", "").replace(",", "_").replace("=", "-").replace(" ", "")
+
+
+async def run_sweep(
+    run_at: Callable[[LoadShape], Awaitable[BenchResult]],
+    shape: LoadShape,
+    values: Sequence[float],
+) -> list[tuple[LoadShape, BenchResult]]:
+    """A full run of ``shape`` at each value (see ``sweep_shapes``), in order; an interrupted
+    run ends the sweep and is the last one returned."""
+    done: list[tuple[LoadShape, BenchResult]] = []
+    for point in sweep_shapes(shape, values):
+        result = await run_at(point)
+        done.append((point, result))
+        if result.interrupted:
+            break
+    return done
 
 
 async def search_max_goodput(
