@@ -248,6 +248,18 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 @contextlib.contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """The URL of a loopback port that accepts connections (kernel backlog) but never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        sock.close()
+
+
+@contextlib.contextmanager
 def serve_in_thread(**kwargs: Any) -> Iterator[FaultyServer]:
     """Run a FaultyServer on its own event loop in a daemon thread (for sync callers: the CLI)."""
     loop = asyncio.new_event_loop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from tests.bench.conftest import StartServer
+from tests.bench.faulty_server import silent_endpoint
 from tokenwatt.bench.client import (
     ClientConfig,
     EndpointError,
@@ -232,13 +232,8 @@ async def test_scripted_fake_client_counts_tokens() -> None:
 @pytest.fixture
 def silent_url() -> Iterator[str]:
     """A loopback port that accepts connections (kernel backlog) but never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        sock.close()
+    with silent_endpoint() as url:
+        yield url
 
 
 async def test_discover_model_returns_the_first_listed_model(start_server: StartServer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from tests.bench.faulty_server import FaultyServer, serve_in_thread
+from tests.bench.faulty_server import FaultyServer, serve_in_thread, silent_endpoint
 from tokenwatt.bench.results import BenchResult
 from tokenwatt.cli._common import console
 from tokenwatt.cli.bench import summary_table
@@ -498,3 +499,25 @@ def test_options_that_apply_are_accepted(
     n = [] if "agentic" in args else ["-n", "2"]
     code, out = _run(*_base(server.url, tmp_path), *n, "-q", *args, *extra)
     assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--sweep", "a,b"], "--sweep must be comma-separated numbers"),
+        (["--search-rate", "20:40"], "--search-rate needs --slo"),
+        (["--energy", "solar"], "unknown energy source 'solar'"),
+    ],
+)
+def test_bad_list_and_energy_options_do_not_wait_on_the_endpoint(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """Bad --sweep, --search-rate and --energy values are refused (exit 2) before the endpoint
+    is asked for its models: a silent endpoint is never waited on."""
+    started = time.monotonic()
+    with silent_endpoint() as url:
+        code, out = _run("run", "--url", url, "--out", str(tmp_path), *args)
+    assert code == 2, out
+    assert message in " ".join(out.split())
+    assert "did not answer" not in out
+    assert time.monotonic() - started < 5.0
