@@ -21,6 +21,7 @@ from tokenwatt.workload.types import Request
         (RunLimits(max_requests=10, warmup_requests=2), 12, 12),
         (RunLimits(max_requests=10), 4, 4),
         (RunLimits(), 7, 7),
+        (RunLimits(warmup_requests=1), 2, 2),
         (RunLimits(max_requests=10, warmup_requests=2), None, 12),
         (RunLimits(), None, None),
     ],
@@ -28,7 +29,8 @@ from tokenwatt.workload.types import Request
 def test_planned_requests_is_the_cap_at_most_the_workload(
     limits: RunLimits, length: int | None, planned: int | None
 ) -> None:
-    """Measured cap plus warm-up, cut to a workload of known length; unknown: None."""
+    """Measured cap plus warm-up, cut to a workload of known length; without a cap (agentic
+    sessions) the whole workload, warm-up included; unknown: None."""
     requests = [Request(f"r{i}") for i in range(length or 0)]
     workload = requests if length is not None else iter(requests)
     assert planned_requests(limits, workload) == planned

@@ -112,11 +112,12 @@ async def run_bench(
 
 def planned_requests(limits: RunLimits, requests: Iterable[Request]) -> int | None:
     """How many requests a run under ``limits`` sends, for a progress bar: the measured cap
-    plus warm-up, at most the workload's length when it is known; None when unknown."""
-    total = (limits.max_requests or 0) + limits.warmup_requests or None
+    plus warm-up, at most the workload's length when it is known (the whole workload when
+    there is no cap); None when neither is known."""
+    cap = None if limits.max_requests is None else limits.max_requests + limits.warmup_requests
     if isinstance(requests, Sequence):
-        total = min(total or len(requests), len(requests))
-    return total
+        return len(requests) if cap is None else min(cap, len(requests))
+    return cap
 
 
 async def run_configured(
