@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
+from rich.table import Table
 from typer.testing import CliRunner
 
 from tests.bench.faulty_server import FaultyServer, serve_in_thread, silent_endpoint
-from tokenwatt.bench.results import BenchResult
+from tokenwatt.bench.load import ClosedLoop
+from tokenwatt.bench.results import BenchResult, compare
+from tokenwatt.cli._bench_display import compare_table, sweep_table
 from tokenwatt.cli._common import console
 from tokenwatt.cli.bench import summary_table
 from tokenwatt.cli.main import app
@@ -521,3 +524,36 @@ def test_bad_list_and_energy_options_do_not_wait_on_the_endpoint(
     assert message in " ".join(out.split())
     assert "did not answer" not in out
     assert time.monotonic() - started < 5.0
+
+
+def _text(table: Table) -> str:
+    wide = Console(width=160, record=True)
+    wide.print(table)
+    return " ".join(wide.export_text().split())
+
+
+def test_compare_table_marks_each_ratio_by_the_figures_direction() -> None:
+    """Throughput doubled is better, TTFT doubled is worse, an equal figure has no mark."""
+    a = BenchResult(summary={"request_throughput_rps": 10.0, "ttft_s": {"p50": 0.2, "p99": 0.5}})
+    b = BenchResult(summary={"request_throughput_rps": 20.0, "ttft_s": {"p50": 0.4, "p99": 0.5}})
+    text = _text(compare_table("a vs b", compare(a, b)))
+    assert "requests/s │ 10 │ 20 │ 2x better" in text
+    assert "TTFT p50 (s) │ 0.2 │ 0.4 │ 2x worse" in text
+    assert "TTFT p99 (s) │ 0.5 │ 0.5 │ 1x │" in text
+
+
+def test_sweep_table_has_a_row_per_load() -> None:
+    """Each swept load's throughput, attainment and J/token; a missing figure is '-'."""
+    points = [
+        (
+            ClosedLoop(1),
+            BenchResult(
+                summary={"request_throughput_rps": 2.0, "slo_attainment": 1.0},
+                energy={"whole_run": {"j_per_output_token": 0.25}},
+            ),
+        ),
+        (ClosedLoop(2), BenchResult(summary={"request_throughput_rps": 3.5})),
+    ]
+    text = _text(sweep_table(points))
+    assert "concurrency=1 │ 2 │ - │ 1 │ 0.25" in text
+    assert "concurrency=2 │ 3.5 │ - │ - │ -" in text
