@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import FacilityConfig, PlanConfig
-from tokenwatt.plan.results import facility_figures, load_result
+from tokenwatt.plan.results import PlanResult, facility_figures, load_result
 from tokenwatt.plan.simulator import simulate
 from tokenwatt.workload.types import Request
 
@@ -82,3 +83,20 @@ def test_load_result_rejects_wrong_field_types(tmp_path: Path) -> None:
         f"{tmp_path / 'r.json'} is not a plan result: energy_j must be a number, got 'x' "
         "(write one with `tokenwatt plan run`)"
     )
+
+
+def test_with_label_renames_and_keeps_every_figure() -> None:
+    """A relabelled result differs from the original only in its label."""
+    r = PlanResult(label="static x4", arrived=10, energy_j=5.0, sim={"wall_s": 0.1})
+    named = r.with_label("a: static x4")
+    assert named.label == "a: static x4"
+    assert {**named.to_dict(), "label": r.label} == r.to_dict()
+
+
+def test_relative_to_gives_energy_and_tokens_per_joule_ratios() -> None:
+    """Ratios are against the base; a base of zero gives nan rather than an error."""
+    base = PlanResult(energy_j=200.0, output_tokens_per_j=0.5)
+    other = PlanResult(energy_j=50.0, output_tokens_per_j=2.0)
+    assert other.relative_to(base) == (0.25, 4.0)
+    energy, per_j = other.relative_to(PlanResult())
+    assert math.isnan(energy) and math.isnan(per_j)

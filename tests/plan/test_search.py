@@ -10,9 +10,11 @@ from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import PlanConfig
 from tokenwatt.plan.results import PlanResult
 from tokenwatt.plan.search import (
+    BACKENDS,
     ListWorkload,
     SyntheticWorkload,
     TraceWorkload,
+    parse_backend,
     search_min_energy,
     sweep,
 )
@@ -122,3 +124,11 @@ def test_trace_workload_reads_columns_unless_blocks_matter(shared_traces: Path) 
     """Azure traces take the columnar path; Mooncake (block ids) keeps Request objects."""
     assert TraceWorkload(str(shared_traces / "azure_llm_2023_code.csv")).use_columns()
     assert not TraceWorkload(str(shared_traces / "mooncake_synthetic.jsonl")).use_columns()
+
+
+def test_parse_backend_accepts_the_three_and_names_the_rest() -> None:
+    """serial, process and ray pass through; anything else lists them."""
+    assert [parse_backend(b) for b in BACKENDS] == ["serial", "process", "ray"]
+    with pytest.raises(ConfigError) as err:
+        parse_backend("threads")
+    assert str(err.value) == "unknown backend 'threads'; use serial, process or ray"

@@ -2,6 +2,8 @@
 
 ``simulate(PlanConfig(...), requests)`` runs one configuration; ``sweep`` and
 ``search_min_energy`` run many in parallel; ``write_report`` renders results as HTML.
+``load_config`` and ``WorkloadOptions`` turn a user's flat choices into a config and a workload;
+``calibrate_engine`` profiles the reference engine.
 """
 
 from tokenwatt.plan.autoscalers import (
@@ -36,6 +38,7 @@ from tokenwatt.plan.config import (
     TierSpec,
     WarehouseConfig,
 )
+from tokenwatt.plan.engine_calibration import EngineCalibration, calibrate_engine
 from tokenwatt.plan.execution import ExecutionModel, ProfileModel, RooflineModel
 from tokenwatt.plan.hardware import (
     AcceleratorSpec,
@@ -46,6 +49,7 @@ from tokenwatt.plan.hardware import (
     power_preset,
 )
 from tokenwatt.plan.ingress import IngressDelay
+from tokenwatt.plan.overrides import load_config
 from tokenwatt.plan.report import render_html, write_report
 from tokenwatt.plan.results import PlanResult, facility_figures, load_result
 from tokenwatt.plan.routers import (
@@ -71,6 +75,7 @@ from tokenwatt.plan.served import (
     calibrate_served,
 )
 from tokenwatt.plan.simulator import Simulation, simulate, simulate_columns
+from tokenwatt.plan.workloads import WorkloadOptions
 
 __all__ = [
     "AcceleratorSpec",
@@ -78,6 +83,7 @@ __all__ = [
     "CalibrationSpec",
     "ConcurrencyAutoscaler",
     "EnergyWindow",
+    "EngineCalibration",
     "EngineTarget",
     "ExecutionModel",
     "FacilityConfig",
@@ -112,10 +118,13 @@ __all__ = [
     "TierSpec",
     "TraceWorkload",
     "WarehouseConfig",
+    "WorkloadOptions",
     "accelerator_preset",
     "calibrate",
+    "calibrate_engine",
     "calibrate_served",
     "facility_figures",
+    "load_config",
     "load_result",
     "make_autoscaler",
     "make_router",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from tokenwatt.energy.facility import FacilityModel
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import FacilityConfig
+from tokenwatt.plan.files import read_json
 from tokenwatt.plan.replica import ENERGY_CATEGORIES
 
 if TYPE_CHECKING:
@@ -126,6 +127,20 @@ class PlanResult:
         """A JSON-ready dict."""
         return asdict(self)
 
+    def with_label(self, label: str) -> PlanResult:
+        """The same result named ``label`` (tables and reports show it)."""
+        return dataclasses.replace(self, label=label)
+
+    def relative_to(self, base: PlanResult) -> tuple[float, float]:
+        """(energy, output tokens per J) as multiples of ``base``'s; nan where ``base``'s is 0."""
+        energy = self.energy_j / base.energy_j if base.energy_j else float("nan")
+        per_j = (
+            self.output_tokens_per_j / base.output_tokens_per_j
+            if base.output_tokens_per_j
+            else float("nan")
+        )
+        return energy, per_j
+
     def to_json(self, path: str | Path) -> None:
         """Write the JSON form to ``path``."""
         Path(path).write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
@@ -169,12 +184,7 @@ def _problem(data: dict[str, Any]) -> str | None:
 def load_result(path: str | Path) -> PlanResult:
     """Read a result JSON written by ``tokenwatt plan run``; ConfigError if it is not one."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"result file {p} not found") from None
-    except ValueError as exc:
-        raise ConfigError(f"result file {p} is not JSON ({exc})") from None
+    data = read_json(p, "result")
     how = "(write one with `tokenwatt plan run`)"
     if not isinstance(data, dict) or "energy_j" not in data:
         raise ConfigError(f"{p} is not a plan result {how}")

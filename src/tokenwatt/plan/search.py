@@ -1,7 +1,8 @@
 """Parameter sweeps in parallel and the search for the least-energy configuration meeting an SLO.
 
 Sweeps run serially, across local processes (concurrent.futures), or on Ray when it is installed.
-Workloads travel to workers as small picklable recipes that re-open the trace or generator there.
+Workloads travel to workers as small picklable recipes (``tokenwatt.plan.workloads``) that re-open
+the trace or generator there.
 """
 
 from __future__ import annotations
@@ -9,25 +10,27 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any, Literal, cast, get_args
 
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.config import PlanConfig
 from tokenwatt.plan.results import PlanResult
 from tokenwatt.plan.simulator import simulate, simulate_columns
-from tokenwatt.workload import TraceOptions, TraceReader, open_trace
+from tokenwatt.plan.workloads import ListWorkload, SyntheticWorkload, TraceWorkload, Workload
 from tokenwatt.workload.types import Request
 
 __all__ = [
+    "BACKENDS",
     "Backend",
     "ListWorkload",
     "SearchResult",
     "SyntheticWorkload",
     "TraceWorkload",
     "Workload",
+    "parse_backend",
     "run_workload",
     "search_min_energy",
     "sweep",
@@ -38,66 +41,15 @@ log = logging.getLogger(__name__)
 Backend = Literal["serial", "process", "ray"]
 """Where sweep runs go: this process, local worker processes, or a Ray cluster."""
 
-
-class Workload:
-    """A recipe for a request stream that can be opened again in another process."""
-
-    def __iter__(self) -> Iterator[Request]:
-        raise NotImplementedError
+BACKENDS: tuple[str, ...] = get_args(Backend)
+"""Every ``Backend``, in the order messages list them."""
 
 
-@dataclass(frozen=True)
-class TraceWorkload(Workload):
-    """A trace file read with ``tokenwatt.workload.open_trace``."""
-
-    path: str = ""
-    """The trace file."""
-    format: str = "auto"
-    """auto, azure, burstgpt or mooncake."""
-    options: TraceOptions = field(default_factory=TraceOptions)
-    """Window, limit, speed-up and token scaling."""
-    columns: bool | None = None
-    """Simulate from numpy columns (faster, no prefix block ids); None: yes unless the trace
-    carries block ids (Mooncake)."""
-
-    def reader(self) -> TraceReader:
-        """The trace reader (format detected unless given)."""
-        return open_trace(self.path, self.format, self.options)  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[Request]:
-        return iter(self.reader())
-
-    def use_columns(self) -> bool:
-        """Whether ``run_workload`` takes the columnar path."""
-        if self.columns is not None:
-            return self.columns
-        return self.reader().format != "mooncake"
-
-
-@dataclass(frozen=True)
-class SyntheticWorkload(Workload):
-    """A synthetic workload from ``tokenwatt.workload.workload_spec(name, **params)``."""
-
-    name: str = "chat"
-    """chat, reasoning, prefix or agentic."""
-    params: tuple[tuple[str, Any], ...] = ()
-    """Spec fields to override, as (name, value) pairs."""
-
-    def __iter__(self) -> Iterator[Request]:
-        from tokenwatt.workload import generate, workload_spec
-
-        return generate(workload_spec(self.name, **dict(self.params)))
-
-
-@dataclass(frozen=True)
-class ListWorkload(Workload):
-    """Requests held in memory (small cases and tests)."""
-
-    requests: tuple[Request, ...] = ()
-    """The requests, in arrival order."""
-
-    def __iter__(self) -> Iterator[Request]:
-        return iter(self.requests)
+def parse_backend(name: str) -> Backend:
+    """``name`` as a Backend; an unknown one is a ConfigError listing the choices."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; use serial, process or ray")
+    return cast(Backend, name)
 
 
 def run_workload(config: PlanConfig, workload: Iterable[Request]) -> PlanResult:
