@@ -1,35 +1,37 @@
-"""`tokenwatt plan run|compare|search|presets`: the fleet planner from the command line.
+"""`tokenwatt plan run|compare|search|sweep|presets|calibrate`: the fleet planner from the command
+line.
 
-A thin layer over tokenwatt.plan: options are resolved once here into a PlanConfig and a workload.
+A thin layer over tokenwatt.plan: options are resolved once here into a PlanConfig
+(``plan.overrides``) and a workload (``plan.workloads``); the library runs and writes them.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import typer
-from rich.table import Table
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from tokenwatt.errors import ConfigError
-from tokenwatt.plan.config import PlanConfig
-from tokenwatt.plan.hardware import ACCELERATOR_PRESETS, MODEL_PRESETS, POWER_PRESETS
-from tokenwatt.plan.report import comparison_rows, format_energy, write_report
-from tokenwatt.plan.results import PlanResult, load_result
-from tokenwatt.plan.search import (
-    Backend,
-    SyntheticWorkload,
-    TraceWorkload,
-    Workload,
-    run_workload,
-    search_min_energy,
-    sweep,
+from tokenwatt.plan.calibrate import write_profile
+from tokenwatt.plan.engine_calibration import EngineCalibration, calibrate_engine
+from tokenwatt.plan.files import check_output_folders, write_output, write_runs
+from tokenwatt.plan.overrides import (
+    cross_product,
+    load_config,
+    parse_axis,
+    parse_values,
+    shortcut_overrides,
+    variant_label,
 )
-from tokenwatt.workload import Arrivals, TraceOptions
+from tokenwatt.plan.report import format_energy, write_report
+from tokenwatt.plan.results import load_result
+from tokenwatt.plan.search import run_workload, search_min_energy, sweep
 
+from . import _plan_options as opt
 from ._common import console, err_console, fail, user_errors
+from ._plan_display import print_presets, print_profile, print_results
 
 __all__ = ["register"]
 
@@ -39,162 +41,18 @@ plan_app = typer.Typer(
 )
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
-def _config(
-    config_file: Path | None,
-    settings: list[str],
-    shortcuts: dict[str, Any],
-) -> PlanConfig:
-    data: dict[str, Any] = {}
-    if config_file is not None:
-        try:
-            data = json.loads(config_file.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"config file {config_file} not found") from None
-        except ValueError as exc:
-            raise ConfigError(f"config file {config_file} is not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {config_file} must hold a JSON object")
-    config = PlanConfig.from_dict(data)
-    changes = {k: v for k, v in shortcuts.items() if v is not None}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(
-                f"--set expects KEY=VALUE (e.g. scaling.max_replicas=8), got {item!r}"
-            )
-        changes[key.strip()] = _parse_value(value.strip())
-    return config.replace(**changes) if changes else config
-
-
-WORKLOADS = ("chat", "reasoning", "agentic", "prefix-share")
-"""Synthetic workload names, the same as ``tokenwatt bench`` (``prefix`` is kept as an alias)."""
-_GENERATOR_NAMES = {"chat": "chat", "reasoning": "reasoning", "agentic": "agentic"}
-_GENERATOR_NAMES |= {"prefix-share": "prefix", "prefix": "prefix"}
-
-
-def _workload(
-    trace: Path | None,
-    workload: str,
-    num_requests: int,
-    rate: float,
-    seed: int,
-    limit: int | None,
-    speedup: float,
-    prefix_share: float | None = None,
-) -> Workload:
-    if prefix_share is not None and not 0.0 <= prefix_share <= 1.0:
-        raise ConfigError(f"--prefix-share must be in [0, 1] (a fraction), got {prefix_share}")
-    if trace is not None:
-        if prefix_share is not None:
-            raise ConfigError("--prefix-share applies to synthetic workloads; drop it with a trace")
-        return TraceWorkload(str(trace), "auto", TraceOptions(limit=limit, speedup=speedup))
-    name = _GENERATOR_NAMES.get(workload)
-    if name is None:
-        raise ConfigError(
-            f"unknown workload {workload!r}; use one of {', '.join(WORKLOADS)} "
-            "(or pass a trace file)"
-        )
-    arrivals = Arrivals("poisson", rate)
-    if name == "agentic":
-        if prefix_share is not None:
-            raise ConfigError(
-                "--prefix-share applies to chat, reasoning and prefix-share; agentic sessions "
-                "share their system prefix and history by construction"
-            )
-        params: tuple[tuple[str, Any], ...] = (
-            ("num_sessions", max(1, num_requests // 10)),
-            ("session_arrivals", arrivals),
-            ("seed", seed),
-        )
-    else:
-        params = (("num_requests", num_requests), ("arrivals", arrivals), ("seed", seed))
-        if prefix_share is not None:
-            params += (("prefix_share", prefix_share),)
-    return SyntheticWorkload(name, params)
-
-
-def _price_notes(results: list[PlanResult]) -> None:
-    """Say which costs rest on a placeholder or an unset price, and how to set them."""
-    if any(r.facility.get("price_placeholder") for r in results):
-        price = next(r.facility.get("price_per_kwh", 0) for r in results)
-        err_console.print(
-            f"energy cost uses a placeholder price of {price:g}/kWh (tokenwatt.energy's default, "
-            "as in measure and bench); set yours with --set facility.price_per_kwh=PRICE"
-        )
-    if any("accelerator_cost" not in r.facility for r in results):
-        err_console.print(
-            "accelerator cost: not set; price it with --set facility.accelerator_hour_price=PRICE"
-        )
-
-
-def _save(path: Path, write: Callable[[Path], None]) -> None:
-    """Run ``write(path)``, turning a bad output path into a ConfigError naming it."""
-    try:
-        write(path)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write {path} ({exc.strerror or exc}); create the folder or pick another path"
-        ) from None
-
-
-def _check_outputs(*paths: Path | None) -> None:
-    """Fail before a long simulation, not after it, when an output folder is missing."""
-    for path in paths:
-        if path is not None and not path.parent.is_dir():
-            raise ConfigError(
-                f"cannot write {path}: the folder {path.parent} does not exist; "
-                "create the folder or pick another path"
-            )
-
-
-def _check_workers(workers: int | None) -> None:
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {workers} (omit it to use every core)")
-
-
-def _print_table(results: list[PlanResult], title: str) -> None:
-    table = Table(title=title)
-    table.add_column("metric")
-    for i, r in enumerate(results):
-        table.add_column(r.label or f"run {i + 1}", justify="right")
-    for name, values in comparison_rows(results):
-        table.add_row(name, *values)
-    console.print(table)
-    _price_notes(results)
-
-
-_TRACE = typer.Argument(None, help="Trace file (Azure CSV, BurstGPT CSV, Mooncake JSONL).")
-_CONFIG = typer.Option(None, "--config", help="PlanConfig JSON file (partial is fine).")
-_SET = typer.Option([], "--set", help="Override a config key, e.g. scaling.max_replicas=8.")
-_WORKLOAD = typer.Option(
-    "chat", "--workload", "-w", help=f"Synthetic workload without a trace: {', '.join(WORKLOADS)}."
-)
-_PREFIX_SHARE = typer.Option(
-    None,
-    "--prefix-share",
-    help="Fraction of each prompt shared with its group (0..1; prefix-share's default: 0.5).",
-)
-
-
 @plan_app.command("run")
 def run(
-    trace: Path | None = _TRACE,
-    config_file: Path | None = _CONFIG,
-    settings: list[str] = _SET,
-    workload: str = _WORKLOAD,
-    prefix_share: float | None = _PREFIX_SHARE,
-    num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
-    rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
-    limit: int | None = typer.Option(None, "--limit", help="Read at most N trace requests."),
-    speedup: float = typer.Option(1.0, "--speedup", help="Replay the trace N times faster."),
+    trace: Path | None = opt.TRACE,
+    config_file: Path | None = opt.CONFIG,
+    settings: list[str] = opt.SET,
+    workload: str = opt.WORKLOAD,
+    prefix_share: float | None = opt.PREFIX_SHARE,
+    num_requests: int = opt.NUM_REQUESTS,
+    rate: float = opt.RATE,
+    seed: int = opt.SEED,
+    limit: int | None = opt.LIMIT,
+    speedup: float = opt.SPEEDUP,
     accelerator: str | None = typer.Option(None, "--accelerator", help="H100-SXM, H200-SXM, ..."),
     autoscaler: str | None = typer.Option(
         None, "--autoscaler", help="static, concurrency, queue_kv, predictive."
@@ -205,113 +63,105 @@ def run(
     replicas: int | None = typer.Option(None, "--replicas", help="Static fleet size."),
     mode: str | None = typer.Option(None, "--mode", help="fast (default) or step."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the result JSON here."),
-    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+    html_path: Path | None = opt.HTML,
 ) -> None:
     """Simulate one configuration and print SLO attainment, goodput and energy."""
     with user_errors():
-        _check_outputs(out, html_path)
-        shortcuts: dict[str, Any] = {
-            "accelerator": accelerator,
-            "autoscaler": autoscaler,
-            "router": router,
-            "mode": mode,
-        }
-        if replicas is not None:
-            shortcuts["autoscaler_params.replicas"] = replicas
-            shortcuts["autoscaler"] = autoscaler or "static"
-        config = _config(config_file, settings, shortcuts)
-        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup, prefix_share)
+        check_output_folders(out, html_path)
+        shortcuts = shortcut_overrides(
+            accelerator=accelerator,
+            autoscaler=autoscaler,
+            router=router,
+            mode=mode,
+            replicas=replicas,
+        )
+        config = load_config(config_file, settings, shortcuts)
+        wl = opt.workload_options(
+            trace, workload, num_requests, rate, seed, limit, speedup, prefix_share
+        ).recipe()
         result = run_workload(config, wl)
-        _print_table([result], "tokenwatt plan")
+        print_results([result], "tokenwatt plan")
         sim = result.sim
         err_console.print(
             f"simulated {result.arrived} requests in {sim['wall_s']:.2f} s "
             f"({sim['requests_per_s']:,.0f} requests/s, {config.mode} mode)"
         )
         if out is not None:
-            _save(out, result.to_json)
+            write_output(out, result.to_json)
             console.print(f"result: {out}")
         if html_path is not None:
-            _save(html_path, lambda p: write_report([result], p))
+            write_output(html_path, lambda p: write_report([result], p))
             console.print(f"report: {html_path}")
 
 
 @plan_app.command("compare")
 def compare(
     results: list[Path] = typer.Argument(..., help="Two or more result JSON files."),
-    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+    html_path: Path | None = opt.HTML,
 ) -> None:
     """Print results side by side (the first is the baseline for the ratios)."""
     with user_errors():
         if len(results) < 2:
             raise fail("compare needs at least two result files")
-        _check_outputs(html_path)
+        check_output_folders(html_path)
         loaded = [load_result(p) for p in results]
-        labels = [f"{p.stem}: {r.label}" for p, r in zip(results, loaded, strict=True)]
+        # the file's stem tells apart results that share a label (two static x4 runs)
         loaded = [
-            PlanResult.from_dict({**r.to_dict(), "label": label})
-            for r, label in zip(loaded, labels, strict=True)
+            r.with_label(f"{p.stem}: {r.label}") for p, r in zip(results, loaded, strict=True)
         ]
-        _print_table(loaded, "tokenwatt plan compare")
+        print_results(loaded, "tokenwatt plan compare")
         base = loaded[0]
         for r in loaded[1:]:
-            ratio = r.energy_j / base.energy_j if base.energy_j else float("nan")
-            tpj = (
-                r.output_tokens_per_j / base.output_tokens_per_j
-                if base.output_tokens_per_j
-                else float("nan")
-            )
+            energy, per_j = r.relative_to(base)
             console.print(
-                f"{r.label}: energy x{ratio:.3f}, output tokens/J x{tpj:.3f} vs {base.label}"
+                f"{r.label}: energy x{energy:.3f}, output tokens/J x{per_j:.3f} vs {base.label}"
             )
         if html_path is not None:
-            _save(html_path, lambda p: write_report(loaded, p, "tokenwatt plan compare"))
+            write_output(html_path, lambda p: write_report(loaded, p, "tokenwatt plan compare"))
             console.print(f"report: {html_path}")
 
 
 @plan_app.command("search")
 def search(
-    trace: Path | None = _TRACE,
+    trace: Path | None = opt.TRACE,
     param: str = typer.Option(
         ..., "--param", help="Config key to vary, e.g. autoscaler_params.replicas."
     ),
     values: str = typer.Option(..., "--values", help="Comma-separated values, e.g. 2,4,6,8."),
     target: float = typer.Option(0.99, "--target", help="SLO attainment to reach (0..1)."),
-    config_file: Path | None = _CONFIG,
-    settings: list[str] = _SET,
-    workload: str = _WORKLOAD,
-    prefix_share: float | None = _PREFIX_SHARE,
-    num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
-    rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
-    limit: int | None = typer.Option(None, "--limit", help="Read at most N trace requests."),
-    speedup: float = typer.Option(1.0, "--speedup", help="Replay the trace N times faster."),
-    backend: str = typer.Option("process", "--backend", help="serial, process or ray."),
-    workers: int | None = typer.Option(
-        None, "--workers", help="Parallel processes (default: cores)."
-    ),
+    config_file: Path | None = opt.CONFIG,
+    settings: list[str] = opt.SET,
+    workload: str = opt.WORKLOAD,
+    prefix_share: float | None = opt.PREFIX_SHARE,
+    num_requests: int = opt.NUM_REQUESTS,
+    rate: float = opt.RATE,
+    seed: int = opt.SEED,
+    limit: int | None = opt.LIMIT,
+    speedup: float = opt.SPEEDUP,
+    backend: str = opt.BACKEND,
+    workers: int | None = opt.WORKERS,
     out: Path | None = typer.Option(None, "--out", "-o", help="Write the best result JSON here."),
     html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report of all runs."),
 ) -> None:
     """Find the least-energy value of one parameter that meets the target SLO attainment."""
     with user_errors():
-        if backend not in ("serial", "process", "ray"):
-            raise ConfigError(f"unknown backend {backend!r}; use serial, process or ray")
-        _check_outputs(out, html_path)
-        _check_workers(workers)
-        config = _config(config_file, settings, {})
-        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup, prefix_share)
-        tried = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        where = opt.parallel_runs(backend, workers, out, html_path)
+        config = load_config(config_file, settings)
+        wl = opt.workload_options(
+            trace, workload, num_requests, rate, seed, limit, speedup, prefix_share
+        ).recipe()
+        tried = parse_values(values)
         if not tried:
             raise ConfigError(f"--values needs at least one value (e.g. 2,4,8), got {values!r}")
-        found = search_min_energy(config, param, tried, wl, target, cast(Backend, backend), workers)
+        found = search_min_energy(config, param, tried, wl, target, where, workers)
         labelled = [
-            PlanResult.from_dict({**r.to_dict(), "label": f"{param}={v}"})
+            r.with_label(variant_label({param: v}))
             for r, v in zip(found.results, tried, strict=True)
         ]
-        _print_table(labelled, f"tokenwatt plan search ({param})")
+        print_results(labelled, f"tokenwatt plan search ({param})")
         if html_path is not None:
-            _save(html_path, lambda p: write_report(labelled, p, f"tokenwatt plan search: {param}"))
+            title = f"tokenwatt plan search: {param}"
+            write_output(html_path, lambda p: write_report(labelled, p, title))
             console.print(f"report: {html_path}")
         best = found.best
         if best is None:
@@ -322,113 +172,53 @@ def search(
             f"{format_energy(best.energy_j)} ({best.output_tokens_per_j:.3f} output tokens/J)"
         )
         if out is not None:
-            _save(out, best.to_json)
+            write_output(out, best.to_json)
             console.print(f"result: {out}")
 
 
 @plan_app.command("sweep")
 def sweep_cmd(
-    trace: Path | None = _TRACE,
+    trace: Path | None = opt.TRACE,
     vary: list[str] = typer.Option(
         ..., "--vary", help="KEY=V1,V2,... (repeat: the runs are the cross product)."
     ),
-    config_file: Path | None = _CONFIG,
-    settings: list[str] = _SET,
-    workload: str = _WORKLOAD,
-    prefix_share: float | None = _PREFIX_SHARE,
-    num_requests: int = typer.Option(1000, "--num-requests", "-n", help="Synthetic requests."),
-    rate: float = typer.Option(5.0, "--rate", help="Synthetic arrivals per second (Poisson)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the synthetic workload."),
-    limit: int | None = typer.Option(None, "--limit", help="Read at most N trace requests."),
-    speedup: float = typer.Option(1.0, "--speedup", help="Replay the trace N times faster."),
-    backend: str = typer.Option("process", "--backend", help="serial, process or ray."),
-    workers: int | None = typer.Option(None, "--workers", help="Parallel processes."),
+    config_file: Path | None = opt.CONFIG,
+    settings: list[str] = opt.SET,
+    workload: str = opt.WORKLOAD,
+    prefix_share: float | None = opt.PREFIX_SHARE,
+    num_requests: int = opt.NUM_REQUESTS,
+    rate: float = opt.RATE,
+    seed: int = opt.SEED,
+    limit: int | None = opt.LIMIT,
+    speedup: float = opt.SPEEDUP,
+    backend: str = opt.BACKEND,
+    workers: int | None = opt.WORKERS,
     out_dir: Path | None = typer.Option(None, "--out-dir", help="Write one JSON per run here."),
-    html_path: Path | None = typer.Option(None, "--html", help="Write an HTML report here."),
+    html_path: Path | None = opt.HTML,
 ) -> None:
     """Run every combination of the --vary values, in parallel, and compare them."""
     with user_errors():
-        if backend not in ("serial", "process", "ray"):
-            raise ConfigError(f"unknown backend {backend!r}; use serial, process or ray")
-        _check_outputs(html_path)
-        _check_workers(workers)
-        axes: list[tuple[str, list[Any]]] = []
-        for item in vary:
-            key, sep, values = item.partition("=")
-            tried = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
-            if not sep or not key.strip() or not tried:
-                raise ConfigError(
-                    f"--vary expects KEY=V1,V2 (e.g. scaling.max_replicas=4,8), got {item!r}"
-                )
-            axes.append((key.strip(), tried))
-        variants: list[dict[str, Any]] = [{}]
-        for key, tried in axes:
-            variants = [{**v, key: value} for v in variants for value in tried]
-        config = _config(config_file, settings, {})
-        wl = _workload(trace, workload, num_requests, rate, seed, limit, speedup, prefix_share)
-        results = sweep(config, variants, wl, cast(Backend, backend), workers)
-        labelled = [
-            PlanResult.from_dict(
-                {**r.to_dict(), "label": ", ".join(f"{k}={val}" for k, val in v.items())}
-            )
-            for r, v in zip(results, variants, strict=True)
-        ]
-        _print_table(labelled, "tokenwatt plan sweep")
+        where = opt.parallel_runs(backend, workers, html_path)
+        variants = cross_product([parse_axis(item) for item in vary])
+        config = load_config(config_file, settings)
+        wl = opt.workload_options(
+            trace, workload, num_requests, rate, seed, limit, speedup, prefix_share
+        ).recipe()
+        results = sweep(config, variants, wl, where, workers)
+        labelled = [r.with_label(variant_label(v)) for r, v in zip(results, variants, strict=True)]
+        print_results(labelled, "tokenwatt plan sweep")
         if out_dir is not None:
-            _save(out_dir, lambda p: p.mkdir(parents=True, exist_ok=True))
-            for i, r in enumerate(labelled):
-                _save(out_dir / f"run-{i:03d}.json", r.to_json)
+            write_runs(labelled, out_dir)
             console.print(f"results: {out_dir}")
         if html_path is not None:
-            _save(html_path, lambda p: write_report(labelled, p, "tokenwatt plan sweep"))
+            write_output(html_path, lambda p: write_report(labelled, p, "tokenwatt plan sweep"))
             console.print(f"report: {html_path}")
 
 
 @plan_app.command("presets")
 def presets() -> None:
     """List the accelerator, power and model presets with their sources."""
-    table = Table(title="accelerator presets (--accelerator)")
-    for col in ("name", "memory GB", "bandwidth TB/s", "BF16 TFLOP/s", "TDP W"):
-        table.add_column(col)
-    for name, a in ACCELERATOR_PRESETS.items():
-        table.add_row(
-            name,
-            f"{a.memory_bytes / 1e9:.0f}",
-            f"{a.bandwidth_bytes_per_s / 1e12:.2f}",
-            f"{a.flops_per_s / 1e12:.0f}",
-            f"{a.tdp_w:.0f}",
-        )
-    console.print(table)
-    power = Table(title="power presets (--set power=NAME; default: the accelerator's)")
-    for col in ("name", "idle / prefill / decode W", "host W", "scope"):
-        power.add_column(col)
-    for name, p in POWER_PRESETS.items():
-        power.add_row(
-            name,
-            f"{p.idle_w:.0f} / {p.prefill_w:.0f} / {p.decode_min_w:.0f}-{p.decode_max_w:.0f}",
-            f"{p.host_w:.0f}",
-            p.scope,
-        )
-    console.print(power)
-    for name, a in ACCELERATOR_PRESETS.items():
-        console.print(f"{name}: {a.source}")
-    for name, p in POWER_PRESETS.items():
-        console.print(f"power {name}: {p.source}")
-    models = Table(title="model presets")
-    for col in ("name", "params", "weight GB", "KV bytes/token"):
-        models.add_column(col)
-    for name, m in MODEL_PRESETS.items():
-        models.add_row(
-            name,
-            f"{m.params / 1e9:.2f}B",
-            f"{m.weight_bytes / 1e9:.2f}",
-            f"{m.kv_bytes_per_token:.0f}",
-        )
-    console.print(models)
-
-
-_METHODS = ("served", "isolated")
-"""Calibration methods ``plan calibrate --method`` accepts."""
+    print_presets()
 
 
 _CALIBRATE_HELP = (
@@ -473,142 +263,45 @@ def calibrate_cmd(
 ) -> None:
     """Profile the reference engine into a profile file (help: ``_CALIBRATE_HELP``)."""
     with user_errors():
-        if method not in _METHODS:
-            raise ConfigError(f"--method must be served or isolated, got {method!r}")
-        _check_outputs(out)
-        if threads is not None:
-            import torch
-
-            if threads < 1:
-                raise ConfigError(f"--threads must be >= 1, got {threads}")
-            torch.set_num_threads(threads)
-        if method == "isolated":
-            profile = _calibrate_isolated(model, device, meter, quick)
-        else:
-            profile = _calibrate_served(
-                model,
-                device,
-                meter,
-                quick,
-                threads,
-                (requests, rate, seed, idle_s, max_batch, step_tokens),
-            )
-        _save(out, lambda p: _write_profile(profile, p))
-        console.print(
-            f"profile: {out} ({len(profile['prefill'])} prefill, "
-            f"{len(profile['decode'])} decode points)"
+        options = EngineCalibration(
+            method=method,
+            model=model,
+            device=device,
+            use_meters=meter,
+            quick=quick,
+            torch_threads=threads,
+            requests=requests,
+            rate_per_s=rate,
+            seed=seed,
+            idle_s=idle_s,
+            max_batch=max_batch,
+            step_tokens=step_tokens,
         )
-        serving = profile.get("serving") or {}
-        quantiles = serving.get("request_quantiles_s")
-        if quantiles:
-            console.print(
-                f"request overhead: median {serving['request_s'] * 1e3:.2f} ms; quantiles "
-                f"{quantiles[0] * 1e3:.2f}-{quantiles[-1] * 1e3:.2f} ms"
-            )
-        power = profile.get("power")
-        if power:
-            console.print(f"power: {power['source']}")
+        check_output_folders(out)
+        profile = _calibrate_with_progress(options)
+        write_output(out, lambda p: write_profile(profile, p))
+        print_profile(profile, out)
 
 
-def _write_profile(profile: dict[str, Any], path: Path) -> None:
-    from tokenwatt.plan.calibrate import write_profile
-
-    write_profile(profile, path)
-
-
-def _meter(meter: bool) -> Any:
-    from tokenwatt.energy import CombinedMeter, detect_meters
-
-    meters = detect_meters() if meter else []
-    return CombinedMeter(meters) if meters else None
-
-
-def _calibrate_isolated(model: str, device: str, meter: bool, quick: bool) -> dict[str, Any]:
-    from tokenwatt.engine import EngineConfig, EngineCore, load_model
-    from tokenwatt.plan.calibrate import CalibrationSpec, EngineTarget, calibrate
-
-    spec = (
-        CalibrationSpec(
-            prefill_tokens=(16, 128),
-            decode_batches=(1, 4),
-            long_context=128,
-            decode_steps=3,
-            repeats=1,
-        )
-        if quick
-        else CalibrationSpec()
-    )
-    loaded = load_model(model, device=device)
-    engine_cfg = EngineConfig(
-        max_batch=max(spec.decode_batches), max_step_tokens=max(spec.prefill_tokens)
-    )
-    combined = _meter(meter)
-    try:
-        return calibrate(
-            lambda: EngineTarget(EngineCore(loaded, engine_cfg)), spec, combined, model
-        )
-    finally:
-        if combined is not None:
-            combined.close()
-
-
-def _calibrate_served(
-    model: str,
-    device: str,
-    meter: bool,
-    quick: bool,
-    threads: int | None,
-    workload: tuple[int, float, int, float, int, int],
-) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from tokenwatt.engine import EngineConfig, load_model
-    from tokenwatt.plan.served import ServedCalibrationSpec, calibrate_served
-
-    requests, rate, seed, idle_s, max_batch, step_tokens = workload
-    if max_batch < 1 or step_tokens < 1:
-        raise ConfigError(
-            f"--max-batch and --step-tokens must be >= 1, got {max_batch} and {step_tokens}"
-        )
-    if quick:
-        requests, idle_s = min(requests, 40), min(idle_s, 0.5)
-    spec = ServedCalibrationSpec(
-        requests=requests,
-        rate_per_s=rate,
-        seed=seed,
-        idle_s=idle_s,
-        warmup_requests=2 if quick else 8,
-    )
-    loaded = load_model(model, device=device)
-    engine_cfg = EngineConfig(
-        max_batch=max_batch, max_step_tokens=step_tokens, torch_threads=threads
-    )
-    combined = _meter(meter)
-    columns = [
+def _calibrate_with_progress(options: EngineCalibration) -> dict[str, Any]:
+    """``calibrate_engine`` with a progress bar on stderr while a served workload runs."""
+    if options.method != "served":
+        return calibrate_engine(options)
+    total = options.served_spec().requests
+    columns = (
         TextColumn("[bold]calibrate"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-    ]
-    try:
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            task = bar.add_task("served", total=spec.requests)
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("served", total=total)
 
-            def progress(done: int, total: int) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, sent: int) -> None:
+            bar.update(task, completed=done, total=sent)
 
-            profile = calibrate_served(
-                loaded,
-                engine_cfg,
-                spec,
-                model_name=model,
-                meter=combined,
-                progress=progress,
-            )
-            bar.update(task, completed=spec.requests)
-    finally:
-        if combined is not None:
-            combined.close()
+        profile = calibrate_engine(options, progress)
+        bar.update(task, completed=total)
     return profile
 
 
