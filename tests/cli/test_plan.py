@@ -437,3 +437,48 @@ def test_sweep_and_search_reject_zero_workers() -> None:
         result = runner.invoke(app, ["plan", *args, "--workers", "0"])
         assert result.exit_code == 2, result.output
         assert "--workers must be >= 1, got 0" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["search", "-n", "10", "--param", "autoscaler_params.replicas", "--values", "1"],
+        ["sweep", "-n", "10", "--vary", "scaling.max_replicas=1,2"],
+    ],
+)
+def test_search_and_sweep_name_an_unknown_backend(args: list[str]) -> None:
+    """--backend outside serial, process and ray exits 2 listing the three."""
+    result = runner.invoke(app, ["plan", *args, "--backend", "gpu"])
+    assert result.exit_code == 2, result.output
+    assert "unknown backend 'gpu'; use serial, process or ray" in " ".join(result.output.split())
+
+
+def test_compare_labels_by_file_and_writes_html(tmp_path: Path) -> None:
+    """Compare heads each column with the file's stem and its label, and writes the report."""
+    paths = []
+    for name, n in (("one", 1), ("two", 2)):
+        p = tmp_path / f"{name}.json"
+        run = runner.invoke(app, ["plan", "run", "-n", "40", "--replicas", str(n), "-o", str(p)])
+        assert run.exit_code == 0, run.output
+        paths.append(str(p))
+    html = tmp_path / "c.html"
+    result = runner.invoke(app, ["plan", "compare", *paths, "--html", str(html)])
+    assert result.exit_code == 0, result.output
+    label = json.loads((tmp_path / "two.json").read_text())["label"]
+    assert f"two: {label}: energy x" in " ".join(result.output.split())
+    assert html.read_text().startswith("<!doctype html>")
+
+
+def test_compare_needs_two_results(tmp_path: Path) -> None:
+    """One result file is not a comparison."""
+    result = runner.invoke(app, ["plan", "compare", str(tmp_path / "a.json")])
+    assert result.exit_code == 2, result.output
+    assert "compare needs at least two result files" in result.output
+
+
+def test_presets_lists_the_model_presets() -> None:
+    """The model table lists every model preset with its KV bytes per token."""
+    result = runner.invoke(app, ["plan", "presets"])
+    assert result.exit_code == 0, result.output
+    assert "model presets" in result.output
+    assert "llama-3.1-8b" in result.output and "KV bytes/token" in result.output
