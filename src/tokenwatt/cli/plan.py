@@ -7,6 +7,7 @@ A thin layer over tokenwatt.plan: options are resolved once here into a PlanConf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,13 @@ plan_app = typer.Typer(
     help="Simulate a fleet over a trace: replicas, autoscaling, SLO goodput and energy.",
     no_args_is_help=True,
 )
+
+
+def _save(what: str, path: Path | None, write: Callable[[Path], object]) -> None:
+    """Write ``path`` with ``write`` when the user asked for it, and say where ``what`` went."""
+    if path is not None:
+        write_output(path, write)
+        console.print(f"{what}: {path}")
 
 
 @plan_app.command("run")
@@ -86,12 +94,8 @@ def run(
             f"simulated {result.arrived} requests in {sim['wall_s']:.2f} s "
             f"({sim['requests_per_s']:,.0f} requests/s, {config.mode} mode)"
         )
-        if out is not None:
-            write_output(out, result.to_json)
-            console.print(f"result: {out}")
-        if html_path is not None:
-            write_output(html_path, lambda p: write_report([result], p))
-            console.print(f"report: {html_path}")
+        _save("result", out, result.to_json)
+        _save("report", html_path, lambda p: write_report([result], p))
 
 
 @plan_app.command("compare")
@@ -116,9 +120,7 @@ def compare(
             console.print(
                 f"{r.label}: energy x{energy:.3f}, output tokens/J x{per_j:.3f} vs {base.label}"
             )
-        if html_path is not None:
-            write_output(html_path, lambda p: write_report(loaded, p, "tokenwatt plan compare"))
-            console.print(f"report: {html_path}")
+        _save("report", html_path, lambda p: write_report(loaded, p, "tokenwatt plan compare"))
 
 
 @plan_app.command("search")
@@ -159,10 +161,8 @@ def search(
             for r, v in zip(found.results, tried, strict=True)
         ]
         print_results(labelled, f"tokenwatt plan search ({param})")
-        if html_path is not None:
-            title = f"tokenwatt plan search: {param}"
-            write_output(html_path, lambda p: write_report(labelled, p, title))
-            console.print(f"report: {html_path}")
+        title = f"tokenwatt plan search: {param}"
+        _save("report", html_path, lambda p: write_report(labelled, p, title))
         best = found.best
         if best is None:
             raise fail(f"no value of {param} reached {target:.2%} SLO attainment; widen --values")
@@ -171,9 +171,7 @@ def search(
             f"{best.slo_attainment:.2%} SLO attainment (target {target:.2%}) with "
             f"{format_energy(best.energy_j)} ({best.output_tokens_per_j:.3f} output tokens/J)"
         )
-        if out is not None:
-            write_output(out, best.to_json)
-            console.print(f"result: {out}")
+        _save("result", out, best.to_json)
 
 
 @plan_app.command("sweep")
@@ -207,12 +205,8 @@ def sweep_cmd(
         results = sweep(config, variants, wl, where, workers)
         labelled = [r.with_label(variant_label(v)) for r, v in zip(results, variants, strict=True)]
         print_results(labelled, "tokenwatt plan sweep")
-        if out_dir is not None:
-            write_runs(labelled, out_dir)
-            console.print(f"results: {out_dir}")
-        if html_path is not None:
-            write_output(html_path, lambda p: write_report(labelled, p, "tokenwatt plan sweep"))
-            console.print(f"report: {html_path}")
+        _save("results", out_dir, lambda p: write_runs(labelled, p))
+        _save("report", html_path, lambda p: write_report(labelled, p, "tokenwatt plan sweep"))
 
 
 @plan_app.command("presets")
