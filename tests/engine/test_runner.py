@@ -12,7 +12,7 @@ from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_ro
 
 from tokenwatt.engine import runner as runner_module
 from tokenwatt.engine.kv import KVCacheManager
-from tokenwatt.engine.model import LoadedModel, load_model
+from tokenwatt.engine.model import LoadedModel
 from tokenwatt.engine.runner import (
     ModelRunner,
     StepItem,
@@ -154,8 +154,7 @@ def _llama_layer(seed: int = 6) -> Any:
         return LlamaDecoderLayer(config, 0).eval()
 
 
-@pytest.mark.parametrize("input_major", [True, False])
-def test_layer_functions_match_modules(input_major: bool) -> None:
+def test_layer_functions_match_modules() -> None:
     """Norm and projection bit-identical; fused QKV, MLP and residual addmm within 1e-5."""
     layer = _llama_layer()
     attn = layer.self_attn
@@ -167,40 +166,30 @@ def test_layer_functions_match_modules(input_major: bool) -> None:
         want_qkv = torch.cat((attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)), dim=-1)
         want_mlp = h + layer.mlp(x)
         want_o = h + attn.o_proj(x)
-        qkv = _qkv(attn, input_major)(x)
-        mlp = _mlp_residual(layer.mlp, input_major)(h, x)
-        o = _residual_linear(attn.o_proj, input_major)(h, x)
+        qkv = _qkv(attn)(x)
+        mlp = _mlp_residual(layer.mlp)(h, x)
+        o = _residual_linear(attn.o_proj)(h, x)
     assert torch.allclose(qkv, want_qkv, atol=1e-5, rtol=0)
     assert torch.allclose(mlp, want_mlp, atol=1e-5, rtol=0)
     assert torch.allclose(o, want_o, atol=1e-5, rtol=0)
 
 
-def test_input_major_blocks_leave_the_modules_alone() -> None:
-    """On CPU the fused block is a contiguous [in, out] copy; the modules keep their weights."""
-    attn = _llama_layer().self_attn
-    ptrs = [m.weight.data_ptr() for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
-    x = torch.randn(3, 128, generator=torch.Generator().manual_seed(8))
-    with torch.inference_mode():
-        _qkv(attn, input_major=True)(x)
-    assert [m.weight.data_ptr() for m in (attn.q_proj, attn.k_proj, attn.v_proj)] == ptrs
-
-
-def test_row_major_fusing_rebinds_weights_as_views_and_reuses_them() -> None:
-    """Off CPU, Q/K/V weights become consecutive row ranges of one block (same values, no
-    second copy, still contiguous); fusing again finds them and keeps the block."""
+def test_fusing_rebinds_weights_as_views_and_reuses_them() -> None:
+    """Q/K/V weights become consecutive row ranges of one block (same values, no second
+    copy, still contiguous); fusing again finds them and keeps the block."""
     attn = _llama_layer().self_attn
     parts = (attn.q_proj, attn.k_proj, attn.v_proj)
     before = [m.weight.detach().clone() for m in parts]
     x = torch.randn(3, 128, generator=torch.Generator().manual_seed(8))
     with torch.inference_mode():
-        first = _qkv(attn, input_major=False)(x)
+        first = _qkv(attn)(x)
     storage = attn.q_proj.weight.untyped_storage().data_ptr()
     for m, want in zip(parts, before, strict=True):
         assert m.weight.untyped_storage().data_ptr() == storage
         assert m.weight.is_contiguous() and torch.equal(m.weight, want)
     assert attn.k_proj.weight.data_ptr() == attn.q_proj.weight.data_ptr() + 128 * 128 * 4
     with torch.inference_mode():
-        second = _qkv(attn, input_major=False)(x)
+        second = _qkv(attn)(x)
     assert torch.equal(first, second)
     assert attn.q_proj.weight.untyped_storage().data_ptr() == storage
 
@@ -212,8 +201,8 @@ def test_unknown_modules_run_through_their_forward() -> None:
     h = torch.randn(2, 4, generator=torch.Generator().manual_seed(8))
     with torch.inference_mode():
         assert torch.equal(_rms_norm(norm)(x), norm(x))
-        assert torch.equal(_mlp_residual(norm, True)(h, x), h + norm(x))
-        assert torch.equal(_residual_linear(norm, True)(h, x), h + norm(x))
+        assert torch.equal(_mlp_residual(norm)(h, x), h + norm(x))
+        assert torch.equal(_residual_linear(norm)(h, x), h + norm(x))
 
 
 def test_projections_with_bias_are_not_fused() -> None:
@@ -225,7 +214,7 @@ def test_projections_with_bias_are_not_fused() -> None:
     x = torch.randn(2, 128, generator=gen)
     with torch.inference_mode():
         want = torch.cat((attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)), dim=-1)
-        assert torch.equal(_qkv(attn, True)(x), want)
+        assert torch.equal(_qkv(attn)(x), want)
 
 
 def test_decode_logits_match_transformers_at_long_context(tiny: LoadedModel) -> None:
@@ -269,28 +258,3 @@ def test_rope_table_grows_only_as_far_as_needed(tiny: LoadedModel) -> None:
     assert runner._rope_table[0].shape[0] == 8192
     ref_cos, _ = tiny.model.model.rotary_emb(h[None], torch.tensor([[5000]]))
     assert torch.equal(cos, ref_cos[0, :, None, :])
-
-
-def test_row_major_layout_gives_the_same_logits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The GPU layout (weights rebound to row ranges), run on CPU: decode logits equal the
-    input-major runner's and transformers' own within 1e-4."""
-    loaded = load_model("tiny", device="cpu")
-    ids = _ids(300, seed=11)
-
-    def decode_logits(runner: ModelRunner) -> torch.Tensor:
-        kv = KVCacheManager(runner.layout(), capacity_tokens=1024)
-        cache = kv.allocate("a", 300)
-        runner.execute([StepItem("a", ids[:297], 0, False)], [cache])
-        steps = [StepItem("a", (t,), 297 + i) for i, t in enumerate(ids[297:])]
-        return torch.cat([runner.execute([step], [cache]) for step in steps])
-
-    input_major = decode_logits(ModelRunner(loaded))
-    monkeypatch.setattr(runner_module, "_input_major", lambda device: False)
-    row_major = decode_logits(ModelRunner(loaded))
-    attn = loaded.model.model.layers[0].self_attn
-    storage = attn.q_proj.weight.untyped_storage().data_ptr()
-    assert attn.v_proj.weight.untyped_storage().data_ptr() == storage  # rebound: one block
-    with torch.inference_mode():
-        ref = loaded.model(torch.tensor([ids])).logits[0, 297:]
-    assert torch.allclose(row_major, input_major, atol=1e-4, rtol=0)
-    assert torch.allclose(row_major, ref, atol=1e-4, rtol=0)

@@ -139,21 +139,16 @@ def _row_block(weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def _weight_block(linears: Sequence[Any], input_major: bool) -> torch.Tensor:
-    """The weights of ``linears`` side by side as one ``[in, sum(out)]`` matrix, so
-    ``x @ block`` runs all of them in one matmul (outputs side by side).
+def _weight_block(linears: Sequence[Any]) -> torch.Tensor:
+    """The weights of ``linears`` stacked as one ``[sum(out), in]`` weight, so one matmul runs
+    all of them (outputs side by side).
 
-    ``input_major`` (CPU): a contiguous copy. For the few rows of a decode step MKL runs
-    ``x @ block`` in this layout up to 2x faster than ``F.linear``'s ``x @ weight.T`` (and no
-    slower for prefill chunks); the weights are then held twice, fine at CPU model sizes.
-    Otherwise (GPU, where the layout does not matter): the transposed view of one row-major
-    block, and each module's weight is rebound to its contiguous row range of it, so an 8B
-    model's memory does not grow by ~13 GB. Either way the modules' values are unchanged and
-    transformers' own forward still runs on them.
+    Each module's weight is rebound to its row range of the block (contiguous, values
+    unchanged), so transformers' own forward still runs on it and the weights' memory does
+    not double (an 8B model's QKV and MLP would need ~13 GB more). A second runner on the
+    same model finds the row ranges and reuses the block.
     """
     weights = [m.weight.detach() for m in linears]
-    if input_major:
-        return torch.cat(weights).t().contiguous()
     block = _row_block(weights)
     if block is None:
         block = torch.cat(weights)
@@ -162,41 +157,37 @@ def _weight_block(linears: Sequence[Any], input_major: bool) -> torch.Tensor:
             n = int(m.weight.shape[0])
             m.weight.data = block[offset : offset + n]
             offset += n
-    return block.t()
+    return block
 
 
-def _input_major(device: torch.device) -> bool:
-    """Whether weight blocks are input-major copies on ``device`` (see ``_weight_block``)."""
-    return device.type == "cpu"
-
-
-def _projection(module: Any, input_major: bool) -> Fn:
-    """``module`` (a linear) on 2-D input: ``x @ block`` for a plain one, else its forward."""
+def _projection(module: Any) -> Fn:
+    """A linear on 2-D input: for a plain one ``torch.mm`` on the weight's transposed view
+    (skips F.linear's linear -> matmul -> mm dispatch chain); else its forward."""
     if _plain(module):
-        block = _weight_block([module], input_major)
-        return lambda x: torch.mm(x, block)
+        weight_t = module.weight.t()
+        return lambda x: torch.mm(x, weight_t)
     return _linear(module)
 
 
-def _qkv(attn: Any, input_major: bool) -> Fn:
+def _qkv(attn: Any) -> Fn:
     """Q, K and V projections of 2-D input as one matmul (outputs side by side: q | k | v)."""
     parts = (attn.q_proj, attn.k_proj, attn.v_proj)
     if all(_plain(m) for m in parts):
-        block = _weight_block(parts, input_major)
-        return lambda x: torch.mm(x, block)
+        block_t = _weight_block(parts).t()
+        return lambda x: torch.mm(x, block_t)
     fns = [_linear(m) for m in parts]
     return lambda x: torch.cat([f(x) for f in fns], dim=-1)
 
 
-def _residual_linear(module: Any, input_major: bool) -> Residual:
+def _residual_linear(module: Any) -> Residual:
     """``(h, x) -> h + module(x)`` on 2-D input: for a plain fp32 linear one addmm (the add
     rides on the matmul). In bf16/fp16 the projection is rounded before the add, as in the
     module: addmm's single rounding changed greedy tokens against ``generate()`` there."""
     if _plain(module):
-        block = _weight_block([module], input_major)
-        if block.dtype == torch.float32:
-            return lambda h, x: torch.addmm(h, x, block)
-        return lambda h, x: h + torch.mm(x, block)
+        weight_t = module.weight.t()
+        if weight_t.dtype == torch.float32:
+            return lambda h, x: torch.addmm(h, x, weight_t)
+        return lambda h, x: h + torch.mm(x, weight_t)
     f = _linear(module)
     return lambda h, x: h + f(x)
 
@@ -221,7 +212,7 @@ def _rms_norm(module: Any) -> Fn:
     return norm
 
 
-def _mlp_residual(module: Any, input_major: bool) -> Residual:
+def _mlp_residual(module: Any) -> Residual:
     """``(h, x) -> h + mlp(x)`` on 2-D input; LlamaMLP (SiLU, no bias) as gate+up in one
     matmul and the down projection as an addmm onto ``h``; any other MLP through its forward."""
     act = getattr(module, "act_fn", None)
@@ -232,12 +223,12 @@ def _mlp_residual(module: Any, input_major: bool) -> Residual:
     ):
         forward = cast(Fn, module.forward)
         return lambda h, x: h + forward(x)
-    gate_up = _weight_block((module.gate_proj, module.up_proj), input_major)
+    gate_up_t = _weight_block((module.gate_proj, module.up_proj)).t()
     inter = int(module.gate_proj.weight.shape[0])
-    down = _residual_linear(module.down_proj, input_major)
+    down = _residual_linear(module.down_proj)
 
     def mlp(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        gu = torch.mm(x, gate_up)
+        gu = torch.mm(x, gate_up_t)
         return down(h, F.silu(gu[:, :inter]).mul_(gu[:, inter:]))
 
     return mlp
@@ -257,14 +248,14 @@ class _LayerOps:
     scaling: float
 
     @classmethod
-    def of(cls, layer: Any, input_major: bool) -> _LayerOps:
+    def of(cls, layer: Any) -> _LayerOps:
         attn = layer.self_attn
         return cls(
             input_norm=_rms_norm(layer.input_layernorm),
-            qkv=_qkv(attn, input_major),
-            attn_out=_residual_linear(attn.o_proj, input_major),
+            qkv=_qkv(attn),
+            attn_out=_residual_linear(attn.o_proj),
             post_norm=_rms_norm(layer.post_attention_layernorm),
-            mlp=_mlp_residual(layer.mlp, input_major),
+            mlp=_mlp_residual(layer.mlp),
             scaling=float(attn.scaling),
         )
 
@@ -272,10 +263,9 @@ class _LayerOps:
 class ModelRunner:
     """Runs packed steps of a Llama-like ``LoadedModel`` against per-request KV caches.
 
-    Building one lays the linear weights out once for the step's fused matmuls (QKV, gate+up,
-    see ``_weight_block``): on CPU as input-major copies; elsewhere by rebinding the modules'
-    weights to row ranges of one block each. Values never change, so the model's own forward
-    (``generate()``) still gives the same results.
+    Building one stacks each layer's Q/K/V and gate/up weights into one block each for the
+    fused matmuls and rebinds the modules' weights to row ranges of those blocks (see
+    ``_weight_block``): values never change, so the model's own forward is unaffected.
     """
 
     def __init__(self, loaded: LoadedModel) -> None:
@@ -287,14 +277,10 @@ class ModelRunner:
             if type(embed) is torch.nn.Embedding
             else cast(Fn, embed.forward)
         )
-        input_major = _input_major(loaded.device)
-        self._layers = [_LayerOps.of(layer, input_major) for layer in inner.layers]
+        self._layers = [_LayerOps.of(layer) for layer in inner.layers]
         self._norm = _rms_norm(inner.norm)
         self._rotary = inner.rotary_emb
-        head = loaded.model.lm_head
-        # A head tied to the embedding is not rebound (that would move the embedding too).
-        tied = getattr(head, "weight", None) is getattr(embed, "weight", None)
-        self._lm_head = _projection(head, input_major) if input_major or not tied else _linear(head)
+        self._lm_head = _projection(loaded.model.lm_head)
         self._num_heads = int(loaded.model.config.num_attention_heads)
         rope_type = getattr(self._rotary, "rope_type", "default")
         self._rope_static = rope_type in _STATIC_ROPE
