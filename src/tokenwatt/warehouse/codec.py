@@ -45,11 +45,12 @@ replaced by the recomputed blocks."""
 # Payload: XXH3-64. Every block read from disk or Redis is hashed in full, and zlib's CRC-32
 # (2-5 GB/s on the development machine) halved disk reads. There, XXH3-64 hashed 32 KiB and 1 MiB
 # payloads at 17-27 GB/s, 5-7x CRC-32 (benchmarks/warehouse_tiers.py --checksums); CRC32C
-# (google-crc32c, hardware) is as fast on bytes in cache but takes only bytes, and with the copy
-# that costs it ran at 11-13 GB/s. XXH3-64 also has 64 bits: an arbitrary corruption passes with
-# probability 2**-64, not 2**-32. CRC's specific guarantee (every burst up to 32 bits) buys
-# nothing against what damages stored blocks (torn or lost writes, zeroed or stale pages, flipped
-# bits), which XXH3's avalanche catches; the tests flip every bit of a payload.
+# (google-crc32c, hardware) is about as fast on bytes but takes nothing else, and with the copy
+# of the payload that would need it ran at 11-13 GB/s. XXH3-64 also has 64 bits: an arbitrary
+# corruption passes with probability 2**-64, not 2**-32. CRC's specific guarantee (every burst
+# up to 32 bits) buys nothing against what damages stored blocks (torn or lost writes, zeroed or
+# stale pages, flipped bits), which XXH3's avalanche catches; the tests flip every bit of a
+# payload.
 # Header: CRC-32 stays. A header is ~150 bytes, where CRC-32 detects every error of up to three
 # bits and every burst up to 32 bits, and verified headers are cached, so speed does not matter.
 # magic, version, header length (bytes, including both checksums)
