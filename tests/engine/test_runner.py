@@ -194,6 +194,17 @@ def test_fusing_rebinds_weights_as_views_and_reuses_them() -> None:
     assert attn.q_proj.weight.untyped_storage().data_ptr() == storage
 
 
+def test_fusing_under_inference_mode_keeps_the_modules_usable() -> None:
+    """A runner built inside inference_mode rebinds normal tensors: the module still runs
+    with autograd on (an inference-tensor weight would raise there)."""
+    attn = _llama_layer().self_attn
+    with torch.inference_mode():
+        _qkv(attn)
+    assert not attn.q_proj.weight.is_inference()
+    x = torch.randn(2, 128, generator=torch.Generator().manual_seed(12))
+    assert attn.q_proj(x).requires_grad
+
+
 def test_unknown_modules_run_through_their_forward() -> None:
     """A norm, projection or MLP of another class is called as is, not replaced by Llama's."""
     norm = torch.nn.LayerNorm(4)

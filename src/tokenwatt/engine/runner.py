@@ -138,7 +138,6 @@ def _row_block(weights: Sequence[torch.Tensor]) -> torch.Tensor | None:
     return first.as_strided((rows, *first.shape[1:]), first.stride())
 
 
-@torch.no_grad()
 def _weight_block(linears: Sequence[Any]) -> torch.Tensor:
     """The weights of ``linears`` stacked as one ``[sum(out), in]`` weight, so one matmul runs
     all of them (outputs side by side).
@@ -151,12 +150,15 @@ def _weight_block(linears: Sequence[Any]) -> torch.Tensor:
     weights = [m.weight.detach() for m in linears]
     block = _row_block(weights)
     if block is None:
-        block = torch.cat(weights)
-        offset = 0
-        for m in linears:
-            n = int(m.weight.shape[0])
-            m.weight.data = block[offset : offset + n]
-            offset += n
+        # A normal tensor even when built under inference_mode: an inference tensor as the
+        # modules' weight would break their forward outside it.
+        with torch.inference_mode(False), torch.no_grad():
+            block = torch.cat(weights)
+            offset = 0
+            for m in linears:
+                n = int(m.weight.shape[0])
+                m.weight.data = block[offset : offset + n]
+                offset += n
     return block
 
 
