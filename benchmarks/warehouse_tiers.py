@@ -201,7 +201,10 @@ def _raw_socket_mget(url: str, names: list[str], sizes: list[int]) -> Callable[[
         sock.sendall(request)
         got = 0
         while got < reply_bytes:
-            got += sock.recv_into(buffer[got:])
+            n = sock.recv_into(buffer[got:])
+            if n == 0:
+                raise SystemExit(f"Redis closed the connection after {got} of {reply_bytes} bytes")
+            got += n
         return buffer
 
     return run
