@@ -69,8 +69,8 @@ def test_greedy_matches_transformers_generate(tiny: LoadedModel) -> None:
 
 
 def test_greedy_matches_transformers_generate_in_bfloat16() -> None:
-    """In bfloat16 too the engine's greedy tokens equal generate()'s (a fused residual add
-    that rounds once instead of twice changed 11 of these 24 tokens)."""
+    """In bfloat16 too the engine's greedy tokens equal generate()'s (a residual add fused
+    into the matmul, rounding once instead of twice, changed 11 of these 24 tokens)."""
     loaded = load_model("tiny", device="cpu", dtype="bfloat16")
     ids = loaded.tokenizer.encode("Hello, world, this is a longer prompt " * 5)
     ref = loaded.model.generate(

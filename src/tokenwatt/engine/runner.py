@@ -102,8 +102,6 @@ def _sign_fold(sin: torch.Tensor) -> torch.Tensor:
 
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
-Residual = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``(h, x) -> h + f(x)``: a sublayer's output added to the residual stream ``h``."""
 
 
 def _plain(module: Any) -> bool:
@@ -181,19 +179,6 @@ def _qkv(attn: Any) -> Fn:
     return lambda x: torch.cat([f(x) for f in fns], dim=-1)
 
 
-def _residual_linear(module: Any) -> Residual:
-    """``(h, x) -> h + module(x)`` on 2-D input: for a plain fp32 linear one addmm (the add
-    rides on the matmul). In bf16/fp16 the projection is rounded before the add, as in the
-    module: addmm's single rounding changed greedy tokens against ``generate()`` there."""
-    if _plain(module):
-        weight_t = module.weight.t()
-        if weight_t.dtype == torch.float32:
-            return lambda h, x: torch.addmm(h, x, weight_t)
-        return lambda h, x: h + torch.mm(x, weight_t)
-    f = _linear(module)
-    return lambda h, x: h + f(x)
-
-
 def _rms_norm(module: Any) -> Fn:
     """LlamaRMSNorm without the module call: in fp32 ATen's one ``rms_norm`` op (the same op
     sequence in C++, bit-identical, 1 dispatch instead of 8); in other dtypes the module's
@@ -214,24 +199,23 @@ def _rms_norm(module: Any) -> Fn:
     return norm
 
 
-def _mlp_residual(module: Any) -> Residual:
-    """``(h, x) -> h + mlp(x)`` on 2-D input; LlamaMLP (SiLU, no bias) as gate+up in one
-    matmul and the down projection as an addmm onto ``h``; any other MLP through its forward."""
+def _mlp(module: Any) -> Fn:
+    """LlamaMLP (SiLU, no bias) on 2-D input with gate and up in one matmul; any other MLP
+    through its forward."""
     act = getattr(module, "act_fn", None)
     if (
         type(module).__name__ != "LlamaMLP"
         or type(act).__name__ != "SiLUActivation"
-        or not all(_plain(m) for m in (module.gate_proj, module.up_proj, module.down_proj))
+        or not all(_plain(m) for m in (module.gate_proj, module.up_proj))
     ):
-        forward = cast(Fn, module.forward)
-        return lambda h, x: h + forward(x)
+        return cast(Fn, module.forward)
     gate_up_t = _weight_block((module.gate_proj, module.up_proj)).t()
     inter = int(module.gate_proj.weight.shape[0])
-    down = _residual_linear(module.down_proj)
+    down = _projection(module.down_proj)
 
-    def mlp(h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def mlp(x: torch.Tensor) -> torch.Tensor:
         gu = torch.mm(x, gate_up_t)
-        return down(h, F.silu(gu[:, :inter]).mul_(gu[:, inter:]))
+        return down(F.silu(gu[:, :inter]).mul_(gu[:, inter:]))
 
     return mlp
 
@@ -239,14 +223,14 @@ def _mlp_residual(module: Any) -> Residual:
 @dataclass(frozen=True)
 class _LayerOps:
     """One decoder layer's pieces, resolved once: a tiny-model decode step at batch 1 is mostly
-    the fixed cost of small ops (module calls were ~15% of it), so each piece is one fused op
-    where the numerics allow (QKV, gate+up, residual adds on the matmuls, the fp32 norm)."""
+    the fixed cost of small ops (module calls were ~15% of it), so each piece is as few ops
+    as the numerics allow (QKV and gate+up fused, the fp32 norm one op)."""
 
     input_norm: Fn
     qkv: Fn
-    attn_out: Residual
+    o: Fn
     post_norm: Fn
-    mlp: Residual
+    mlp: Fn
     scaling: float
 
     @classmethod
@@ -255,9 +239,9 @@ class _LayerOps:
         return cls(
             input_norm=_rms_norm(layer.input_layernorm),
             qkv=_qkv(attn),
-            attn_out=_residual_linear(attn.o_proj),
+            o=_projection(attn.o_proj),
             post_norm=_rms_norm(layer.post_attention_layernorm),
-            mlp=_mlp_residual(layer.mlp),
+            mlp=_mlp(layer.mlp),
             scaling=float(attn.scaling),
         )
 
@@ -347,8 +331,8 @@ class ModelRunner:
                     )
                     keys, values = item_cache.view(layer_idx, item.start + n)
                     out[sl] = self._attend(q[sl], keys, values, item.start, ops.scaling, item_mask)
-            h = ops.attn_out(h, out)
-            h = ops.mlp(h, ops.post_norm(h))
+            h = h + ops.o(out)
+            h = h + ops.mlp(ops.post_norm(h))
         if single:
             cache.advance(total)
             if not it.wants_logits:
