@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from tokenwatt.errors import ConfigError
+from tokenwatt.warehouse.codec import encode_block
 from tokenwatt.warehouse.config import WarehouseConfig, build_store
-from tokenwatt.warehouse.keys import BlockHasher
+from tokenwatt.warehouse.keys import BlockHasher, fingerprint_digest
+from tokenwatt.warehouse.maintenance import clear_tier, summarize_tier, verify_tier
 from tokenwatt.warehouse.memory import MemoryTier
 from tokenwatt.warehouse.redis_tier import RedisTier
 from tokenwatt.warehouse.store import StoreConfig, TierConfig, TieredStore
@@ -173,3 +175,26 @@ def test_cluster_store_load(redis_cluster: str, make_kv: KV) -> None:
     assert len(store.load(keys, block_tokens=4).blocks) == 13
     assert store.tiers[0].tier.clear() == 23  # type: ignore[attr-defined]
     store.close()
+
+
+def test_maintenance_reads_in_batches_and_clears(redis_url: str) -> None:
+    """verify and stats read 300 blocks with two MGETs each (256 + 44), no GET per key, and
+    find the one bad block; clear deletes all 300."""
+    tier = RedisTier(redis_url)
+    keys = BlockHasher("m", block_tokens=1).keys(range(300))
+    fp = fingerprint_digest("m")
+    blocks = [
+        encode_block(k, fp, 1, [np.full((1, 1, 2), i, np.float32)]) for i, k in enumerate(keys)
+    ]
+    tier.put_many([(k, b, 0.0) for k, b in zip(keys, blocks, strict=True)])
+    tier.delete(keys[7])
+    tier.put(keys[7], b"not a block")
+    _reset_command_stats(redis_url)
+    report = verify_tier(tier)
+    assert (report.checked, report.ok, [b.key for b in report.bad]) == (300, 299, [keys[7]])
+    assert summarize_tier(tier).token_counts == {1: 299}
+    calls = _command_calls(redis_url)
+    assert calls.get("mget") == 4 and "get" not in calls
+    assert clear_tier(tier) == 300
+    assert list(tier.iter_keys()) == []
+    tier.close()

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .codec import BlockError, decode_block
 from .disk import DiskTier
+from .redis_tier import RedisTier
 from .tier import Tier
 
 __all__ = ["BadBlock", "TierSummary", "VerifyReport", "clear_tier", "summarize_tier", "verify_tier"]
+
+_READ_BATCH = 256
+"""Blocks read per ``get_many`` call: one Redis round trip each, at most ~256 blocks in memory."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +63,7 @@ def summarize_tier(tier: Tier, *, read_headers: bool = True) -> TierSummary:
     tokens: Counter[int] = Counter()
     fps: Counter[str] = Counter()
     if read_headers:
-        for key in tier.iter_keys():
-            data = tier.get(key)
-            if data is None:
-                continue
+        for _, data in _stored_blocks(tier):
             try:
                 header = decode_block(data, verify_payload=False).header
             except BlockError:
@@ -89,10 +91,7 @@ def verify_tier(tier: Tier, *, remove: bool = False) -> VerifyReport:
             if remove and path.exists():
                 path.unlink()
                 removed += 1
-    for key in list(tier.iter_keys()):
-        data = tier.get(key)
-        if data is None:
-            continue  # expired or evicted while we looked
+    for key, data in _stored_blocks(tier):
         try:
             decode_block(data, key=key)
         except BlockError as exc:
@@ -105,8 +104,21 @@ def verify_tier(tier: Tier, *, remove: bool = False) -> VerifyReport:
     return VerifyReport(checked=ok + len(bad), ok=ok, bad=tuple(bad), removed=removed)
 
 
+def _stored_blocks(tier: Tier) -> Iterator[tuple[str, bytes]]:
+    """Every (key, bytes) of ``tier``, read in batches; keys gone meanwhile (expired, evicted)
+    are skipped."""
+    keys = list(tier.iter_keys())
+    for start in range(0, len(keys), _READ_BATCH):
+        batch = keys[start : start + _READ_BATCH]
+        for key, data in zip(batch, tier.get_many(batch), strict=True):
+            if data is not None:
+                yield key, data
+
+
 def clear_tier(tier: Tier) -> int:
     """Delete every block of ``tier``; returns how many were deleted."""
+    if isinstance(tier, RedisTier):
+        return tier.clear()  # pipelined: one round trip per thousand keys, not one per key
     count = 0
     for key in list(tier.iter_keys()):
         tier.delete(key)

@@ -147,10 +147,13 @@ class RedisTier(TierBase):
 
     def clear(self) -> int:
         """Delete every block under the key prefix; returns how many were deleted."""
-        client = self._redis()
+        keys = list(self.iter_keys())
         removed = 0
-        for key in list(self.iter_keys()):
-            removed += int(client.delete(self._k(key)))
+        for start in range(0, len(keys), 1000):  # one round trip per thousand keys
+            pipe = self._redis().pipeline(transaction=False)
+            for key in keys[start : start + 1000]:
+                pipe.delete(self._k(key))
+            removed += sum(int(n) for n in pipe.execute())
         return removed
 
     def close(self) -> None:
