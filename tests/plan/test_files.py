@@ -73,3 +73,15 @@ def test_read_json_names_a_missing_or_malformed_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         read_json(bad, "config")
     assert str(err.value).startswith(f"config file {bad} is not JSON (Expecting")
+
+
+def test_read_json_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    """A folder, or a path under a file, is a ConfigError naming the file and the reason."""
+    with pytest.raises(ConfigError) as err:
+        read_json(tmp_path, "config")
+    assert str(err.value) == f"cannot read config file {tmp_path} (Is a directory)"
+    under_a_file = tmp_path / "plain" / "p.json"
+    under_a_file.parent.write_text("")
+    with pytest.raises(ConfigError) as err:
+        read_json(under_a_file, "result")
+    assert str(err.value) == f"cannot read result file {under_a_file} (Not a directory)"

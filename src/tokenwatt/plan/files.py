@@ -17,12 +17,14 @@ __all__ = ["check_output_folders", "read_json", "write_output", "write_runs"]
 
 
 def read_json(path: Path, kind: str) -> Any:
-    """The JSON in ``path``; a missing or malformed file is a ConfigError that calls it a
-    ``kind`` file (``config``, ``result``)."""
+    """The JSON in ``path``; a missing, unreadable (a folder, no permission) or malformed file
+    is a ConfigError that calls it a ``kind`` file (``config``, ``result``)."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{kind} file {path} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {kind} file {path} ({exc.strerror or exc})") from None
     except ValueError as exc:
         raise ConfigError(f"{kind} file {path} is not JSON ({exc})") from None
 
