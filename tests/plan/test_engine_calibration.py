@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tokenwatt.errors import ConfigError
@@ -81,3 +83,55 @@ def test_calibrate_engine_isolated_quick_profiles_the_tiny_model() -> None:
     assert [n for n, _ in profile["prefill"]] == [16.0, 128.0]
     assert [b for b, _ in profile["decode"]] == [1.0, 4.0]
     assert "power" not in profile
+
+
+@pytest.mark.parametrize(
+    ("model", "name"),
+    [
+        ("tiny", "tiny"),
+        ("/models/llama-3", "llama-3"),
+        ("/models/llama-3/", "llama-3"),
+        ("checkpoints/run-7", "run-7"),
+    ],
+)
+def test_name_is_the_preset_or_the_checkpoint_folder(model: str, name: str) -> None:
+    """A checkpoint path names the profile and the served model by its folder, not its path."""
+    assert EngineCalibration(model=model).name == name
+
+
+def test_name_of_the_current_folder_is_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``.`` and ``..`` stand for the folders they point at."""
+    (tmp_path / "ckpt").mkdir()
+    monkeypatch.chdir(tmp_path / "ckpt")
+    assert EngineCalibration(model=".").name == "ckpt"
+    assert EngineCalibration(model="..").name == tmp_path.name
+
+
+@pytest.mark.slow
+def test_calibrate_engine_names_a_checkpoint_profile_by_its_folder(tmp_path: Path) -> None:
+    """A checkpoint directory given by path gives a profile named after the folder."""
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    from tokenwatt.engine import load_model
+
+    folder = tmp_path / "my-checkpoint"
+    vocab = {(chr(i) if i > 32 else f"<{i}>"): i for i in range(256)}
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.BPE(vocab=vocab, merges=[])),
+        bos_token="<0>",
+        eos_token="<1>",
+    )
+    load_model("tiny", device="cpu").model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    options = EngineCalibration(
+        method="isolated",
+        model=f"{folder}/",
+        device="cpu",
+        use_meters=False,
+        quick=True,
+        torch_threads=1,
+    )
+    assert calibrate_engine(options)["name"] == "my-checkpoint"

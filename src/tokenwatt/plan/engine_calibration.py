@@ -8,6 +8,7 @@ The measuring itself lives in ``calibrate`` (isolated steps) and ``served`` (a s
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenwatt.errors import ConfigError
@@ -80,6 +81,15 @@ class EngineCalibration:
                 )
             self.served_spec()
 
+    @property
+    def name(self) -> str:
+        """What the profile and the served model are called: a preset's name, or a checkpoint
+        directory's own name (``/models/llama-3/`` -> ``llama-3``), not its path."""
+        path = Path(self.model).expanduser()
+        if path.name in ("", ".."):  # "." or "..": the folder they stand for
+            path = path.resolve()
+        return path.name or self.model
+
     def isolated_spec(self) -> CalibrationSpec:
         """The points the isolated method times."""
         return QUICK_ISOLATED_SPEC if self.quick else CalibrationSpec()
@@ -141,13 +151,13 @@ def calibrate_engine(
                 lambda: EngineTarget(EngineCore(loaded, engine_config)),
                 options.isolated_spec(),
                 meter,
-                options.model,
+                options.name,
             )
         return calibrate_served(
             loaded,
             engine_config,
             options.served_spec(),
-            model_name=options.model,
+            model_name=options.name,
             meter=meter,
             progress=progress,
         )
