@@ -18,7 +18,6 @@ from tokenwatt.plan.calibrate import (
     overhead_from_profile,
     power_from_profile,
     profile_from_steps,
-    serving_from_profile,
     write_profile,
 )
 from tokenwatt.plan.config import PlanConfig
@@ -260,7 +259,7 @@ def test_profile_from_steps_busy_power_from_the_window(tmp_path: Path) -> None:
         (0.5, expected, expected)
     )
     assert "served workload (10 steps): fake" in power.source
-    assert serving_from_profile(path) == (0.004, 0.0)
+    assert overhead_from_profile(path) == (0.004,)
 
 
 def test_profile_from_steps_needs_enough_steps() -> None:
@@ -277,11 +276,10 @@ def test_step_record_rejects_empty_and_negative_steps() -> None:
         StepRecord(-1.0, 1, 0)
 
 
-def test_serving_from_profile_defaults_to_none(tmp_path: Path) -> None:
+def test_overhead_from_profile_defaults_to_none(tmp_path: Path) -> None:
     """A profile without a serving section adds no overhead."""
     path = tmp_path / "p.json"
     write_profile(_profile(meter=False), path)
-    assert serving_from_profile(path) == (0.0, 0.0)
     assert overhead_from_profile(path) == ()
 
 
@@ -296,7 +294,7 @@ def test_profile_from_steps_keeps_the_overhead_distribution(tmp_path: Path) -> N
     path = tmp_path / "p.json"
     write_profile(profile, path)
     assert overhead_from_profile(path) == pytest.approx((0.013, 0.038, 0.063, 0.088))
-    assert serving_from_profile(path) == (0.05, 0.0)
+    assert json.loads(path.read_text())["serving"]["request_s"] == 0.05
     del profile["serving"]["request_quantiles_s"]
     write_profile(profile, path)
     assert overhead_from_profile(path) == (0.05,)

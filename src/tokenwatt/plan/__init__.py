@@ -26,7 +26,6 @@ from tokenwatt.plan.calibrate import (
     overhead_from_profile,
     power_from_profile,
     profile_from_steps,
-    serving_from_profile,
     write_profile,
 )
 from tokenwatt.plan.config import (
@@ -136,7 +135,6 @@ __all__ = [
     "render_html",
     "run_workload",
     "search_min_energy",
-    "serving_from_profile",
     "simulate",
     "simulate_columns",
     "sweep",

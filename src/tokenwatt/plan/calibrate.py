@@ -40,7 +40,6 @@ __all__ = [
     "overhead_from_profile",
     "power_from_profile",
     "profile_from_steps",
-    "serving_from_profile",
     "write_profile",
 ]
 
@@ -453,9 +452,10 @@ def profile_from_steps(
     With ``energy``, one busy power for every phase:
     the window's joules less its idle draw, over the summed step seconds.
     ``request_overhead_s`` (the serving time outside the engine per request) is stored under
-    ``serving`` for ``serving_from_profile``; ``request_overheads_s``, that time measured per
-    request, is stored there as ``overhead_points`` quantiles (``request_quantiles_s``) for
-    ``overhead_from_profile``: the simulator draws each request's overhead from them.
+    ``serving`` as ``request_s``, the one constant older profiles carried; ``request_overheads_s``,
+    that time measured per request, is stored there as ``overhead_points`` quantiles
+    (``request_quantiles_s``). ``overhead_from_profile`` reads either: the simulator draws each
+    request's overhead from them.
     """
     if bins_per_octave < 1 or min_samples < 1 or min(jitter_points, decode_jitter_points) < 0:
         raise ConfigError(
@@ -526,17 +526,6 @@ def profile_from_steps(
             ),
         }
     return profile
-
-
-def serving_from_profile(path: str | Path) -> tuple[float, float]:
-    """(request_overhead_s, token_overhead_s) a profile carries; (0, 0) when it has none."""
-    p = resolve_profile(path)
-    try:
-        data = json.loads(p.read_text())
-        serving = data.get("serving") or {}
-        return float(serving.get("request_s", 0.0)), float(serving.get("token_s", 0.0))
-    except (ValueError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"profile file {p}: bad serving section ({exc})") from None
 
 
 def overhead_from_profile(path: str | Path) -> tuple[float, ...]:
