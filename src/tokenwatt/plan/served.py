@@ -18,11 +18,11 @@ import platform
 import random
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,6 +51,7 @@ __all__ = [
     "StepTelemetry",
     "calibrate_served",
     "replay",
+    "request_overheads_s",
     "served_workload",
 ]
 
@@ -137,33 +138,88 @@ def served_workload(
 
 def replay(url: str, model: str, requests: list[Request]) -> list[RequestRecord]:
     """Replay ``requests`` at their arrival times against ``url`` with the bench client (EOS
-    ignored); a plain function so that a client process can run it."""
+    ignored); a plain function so that a client process can run it.
+
+    The first request that cannot connect ends the replay with the records so far: the server
+    is gone (``ServedSession`` stops it first when it leaves on an error), and the rest of the
+    workload would only wait for its arrival times to fail the same way."""
     from tokenwatt.bench.client import ClientConfig, OpenAIClient
     from tokenwatt.bench.load import TraceReplay
     from tokenwatt.bench.runner import LoadRunner, RunLimits
 
     async def go() -> list[RequestRecord]:
         client = OpenAIClient(ClientConfig(base_url=url, model=model, ignore_eos=True))
+        gone = asyncio.Event()
+
+        def watch(record: RequestRecord) -> None:
+            if record.error == "connect":
+                gone.set()
+
+        runner = LoadRunner(client, requests, TraceReplay(), RunLimits(), on_record=watch)
+        run = asyncio.ensure_future(runner.run())
+        stop = asyncio.ensure_future(gone.wait())
         try:
-            return await LoadRunner(client, requests, TraceReplay(), RunLimits()).run()
+            await asyncio.wait({run, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if run.done():
+                return run.result()
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+            return list(runner.records)
         finally:
+            stop.cancel()
             await client.aclose()
 
     return asyncio.run(go())
 
 
+def request_overheads_s(
+    records: Sequence[RequestRecord], engine_ttfts_s: Mapping[str, float]
+) -> tuple[float, ...]:
+    """Client TTFT less engine TTFT per record with a first token, in ``records``' order,
+    paired by request id (``engine_ttfts_s`` is keyed by the id each request was submitted
+    under: ``ServedSession.serve`` sends it as the tenant). A request that got its first token
+    in the engine but failed at the client (a stall, a timeout) has no record to pair with and
+    shifts nothing.
+
+    Raises ConfigError when a record has no engine TTFT under its id, or a client TTFT shorter
+    than the engine's: the client sends before the engine submits and reads after the engine
+    emits, so either means the ids did not reach the engine as tenants."""
+    answered = [
+        (r.request_id, r.first_token_s - r.start_s) for r in records if r.first_token_s is not None
+    ]
+    missing = [rid for rid, _ in answered if rid not in engine_ttfts_s]
+    if missing:
+        raise ConfigError(
+            f"served calibration: {len(missing)} of {len(answered)} answered requests have no "
+            f"engine TTFT under their id (first: {missing[0]!r}); the server must pass each "
+            "request's `user` field to the engine as its tenant (serve without API keys)"
+        )
+    for rid, client_s in answered:
+        if client_s < engine_ttfts_s[rid]:
+            raise ConfigError(
+                f"served calibration: request {rid!r} took {client_s * 1e3:.3f} ms to its first "
+                f"token at the client but {engine_ttfts_s[rid] * 1e3:.3f} ms in the engine: the "
+                "engine's TTFT under that id is another request's"
+            )
+    return tuple(client_s - engine_ttfts_s[rid] for rid, client_s in answered)
+
+
 class StepTelemetry:
     """Engine steps and per-request engine TTFTs, recorded by wrapping the engine's scheduler,
-    step and submit (instrumentation only: what the engine does is unchanged)."""
+    step and submit (instrumentation only: what the engine does is unchanged).
 
-    def __init__(self, engine: Any) -> None:
+    A request is keyed by the tenant it was submitted under (``ServedSession.serve`` sends
+    each request's id as its tenant, which the server passes to ``Engine.submit``), else by
+    the engine's own id: the key the client's records are paired by."""
+
+    def __init__(self, engine: Any, clock: Callable[[], float] = time.perf_counter) -> None:
         core = engine.core
         self.marks: list[tuple[float, float, int, int, int, bool]] = []
         """(start, end, decodes, prompt tokens, decode context, work left) per step."""
         self.submits: dict[str, float] = {}
-        """Engine request id -> when it was submitted."""
+        """Request key -> when it was submitted."""
         self.first: dict[str, float] = {}
-        """Engine request id -> when its first output was emitted."""
+        """Request key -> when its first output was emitted."""
         self.finished = 0
         """Requests that emitted their last output."""
         self.on = False
@@ -184,29 +240,32 @@ class StepTelemetry:
 
         def stepped() -> Any:
             plan.clear()
-            t0 = time.perf_counter()
+            t0 = clock()
             outs = step()
-            t1 = time.perf_counter()
+            t1 = clock()
             if self.on and plan and plan[0][0] + plan[0][1] > 0:
                 self.marks.append((t0, t1, *plan[0], bool(core.has_unfinished())))
             return outs
 
         def submitted(prompt: Any, params: Any, on_output: Any, **kw: Any) -> str:
-            box: list[str] = []
+            # Known before submitting when there is a tenant: the engine thread may emit the
+            # first output before submit returns.
+            key: list[str] = [str(kw["tenant"])] if kw.get("tenant") else []
 
             def watch(out: Any) -> None:
-                if box and self.on:
-                    if box[0] not in self.first:
-                        self.first[box[0]] = time.perf_counter()
+                if key and self.on:
+                    if key[0] not in self.first:
+                        self.first[key[0]] = clock()
                     if out.finished:
                         self.finished += 1
                 on_output(out)
 
-            t = time.perf_counter()
+            t = clock()
             rid = str(submit(prompt, params, watch, **kw))
-            box.append(rid)
+            if not key:
+                key.append(rid)
             if self.on:
-                self.submits[rid] = t
+                self.submits[key[0]] = t
             return rid
 
         core.scheduler.schedule, core.step, engine.submit = scheduled, stepped, submitted
@@ -228,10 +287,11 @@ class StepTelemetry:
             out.append(StepRecord(end - t0, dec, pre, ctx))
         return out
 
-    def engine_ttfts_s(self) -> list[float]:
-        """Submit to first output per request, in submit order."""
+    def engine_ttfts_s(self) -> dict[str, float]:
+        """Submit to first output per request that emitted one, by request key, in submit
+        order."""
         ordered = sorted(self.submits.items(), key=lambda x: x[1])
-        return [self.first[r] - t for r, t in ordered if r in self.first]
+        return {k: self.first[k] - t for k, t in ordered if k in self.first}
 
 
 @dataclass(frozen=True)
@@ -243,16 +303,21 @@ class ServedRun:
     steps: tuple[StepRecord, ...]
     """Every engine step while the workload ran."""
     engine_ttfts_s: tuple[float, ...]
-    """Submit to first output inside the engine, per request in submit order."""
+    """Submit to first output inside the engine, per request that got one, in submit order
+    (those in ``failed_at_client`` included)."""
     overheads_s: tuple[float, ...]
-    """Client TTFT less engine TTFT per request (paired in send and submit order): the time
-    spent outside the engine (HTTP, tokenising, SSE, the client)."""
+    """Client TTFT less engine TTFT per record, in ``records``' order, paired by request id
+    (``request_overheads_s``): the time spent outside the engine (HTTP, tokenising, SSE, the
+    client)."""
     energy_j: float
     """Joules the meter counted over the run (0 without a meter)."""
     wall_s: float
     """Seconds the run lasted."""
     load_average: float
     """The machine's 1-minute load average at the end of the run."""
+    failed_at_client: tuple[str, ...] = ()
+    """Ids of the requests that got their first output in the engine but failed at the client
+    (a stall, a timeout): they have an engine TTFT and no overhead."""
 
     @property
     def client_ttfts_s(self) -> list[float]:
@@ -315,9 +380,17 @@ class ServedSession:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Leaving on an error (Ctrl-C mid-replay), stop the server first: the replay then ends
+        # at its next send (it cannot connect) rather than running to the end of the workload
+        # while the pool waits for it.
+        if exc_type is not None:
+            self._stop_server()
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._stop_server()
+
+    def _stop_server(self) -> None:
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -348,18 +421,38 @@ class ServedSession:
         return (self.energy_j() - e0) / max(time.perf_counter() - t0, 1e-9)
 
     def serve(self, requests: list[Request], progress: Progress | None = None) -> ServedRun:
-        """Replay ``requests`` and record the engine's steps, TTFTs and the meter."""
+        """Replay ``requests`` and record the engine's steps, TTFTs and the meter.
+
+        Each request goes out with its id as its tenant (the OpenAI ``user`` field, which a
+        server without API keys hands to the engine), so its engine TTFT is found by id; the
+        ids must be unique. Raises ConfigError when no request completes or the server stops
+        answering."""
         tele = self.telemetry
         assert tele is not None
+        seen: set[str] = set()
+        for r in requests:
+            if r.request_id in seen:
+                raise ConfigError(
+                    f"served calibration: request id {r.request_id!r} repeats; each request's "
+                    "engine TTFT is found by its id, so give every request its own"
+                )
+            seen.add(r.request_id)
+        tagged = [replace(r, tenant=r.request_id) for r in requests]
         tele.reset()
         tele.on = True
         e0, t0 = self.energy_j(), time.perf_counter()
         try:
-            records = self._replay(requests, progress)
+            records = self._replay(tagged, progress)
         finally:
             tele.on = False
         wall_s = time.perf_counter() - t0
         energy_j = self.energy_j() - e0
+        unreachable = sum(1 for r in records if r.error == "connect")
+        if unreachable:
+            raise ConfigError(
+                f"served calibration: the server at {self.url} stopped answering "
+                f"({unreachable} of {len(requests)} requests could not connect)"
+            )
         ok = tuple(r for r in records if r.ok and r.first_token_s is not None)
         if not ok:
             errors = sorted({str(r.error) for r in records if r.error})[:3]
@@ -367,20 +460,16 @@ class ServedSession:
                 f"served calibration: no request completed ({'; '.join(errors) or 'no answer'})"
             )
         engine_ttfts = tele.engine_ttfts_s()
-        by_start = sorted(ok, key=lambda r: r.start_s)
-        overheads = tuple(
-            r.first_token_s - r.start_s - e
-            for r, e in zip(by_start, engine_ttfts, strict=False)
-            if r.first_token_s is not None
-        )
+        completed = {r.request_id for r in ok}
         return ServedRun(
             records=ok,
             steps=tuple(tele.steps()),
-            engine_ttfts_s=tuple(engine_ttfts),
-            overheads_s=overheads,
+            engine_ttfts_s=tuple(engine_ttfts.values()),
+            overheads_s=request_overheads_s(ok, engine_ttfts),
             energy_j=energy_j,
             wall_s=wall_s,
             load_average=os.getloadavg()[0],
+            failed_at_client=tuple(k for k in engine_ttfts if k not in completed),
         )
 
     def _replay(self, requests: list[Request], progress: Progress | None) -> list[RequestRecord]:
@@ -419,9 +508,7 @@ class ServedSession:
             scopes = sorted({c.scope for c in self.meter.components})
             scope = scopes[0] if len(scopes) == 1 else "node"
             window = EnergyWindow(run.energy_j, run.wall_s, idle_w, sources, scope)
-        overhead_s = max(
-            0.0, statistics.median(run.client_ttfts_s) - statistics.median(run.engine_ttfts_s)
-        )
+        overhead_s = statistics.median(run.overheads_s) if run.overheads_s else 0.0
         return profile_from_steps(
             run.steps,
             name,
@@ -508,6 +595,8 @@ def provenance(
         "workload": f"Poisson {spec.rate_per_s}/s, {spec.requests} requests, seed {spec.seed}, "
         f"prompts {spec.prompt_tokens[0]}-{spec.prompt_tokens[1]}, outputs "
         f"{spec.output_tokens[0]}-{spec.output_tokens[1]} tokens",
+        "requests": f"{len(run.records)} answered (their overheads fitted); "
+        f"{len(run.failed_at_client)} failed at the client after their first token",
         "engine": f"max_batch {engine_config.max_batch}, max_step_tokens "
         f"{engine_config.max_step_tokens}, torch threads {engine_config.torch_threads}",
         "machine": f"{platform.machine()}, {psutil.cpu_count()} logical CPUs, load average "
