@@ -85,13 +85,30 @@ def test_fitter_counts_clamped_prompts_and_outputs() -> None:
 
 
 def test_fitter_drops_prefix_blocks_cut_off_by_the_prompt() -> None:
-    """A 64-token prompt of 16-token blocks cut to 40 keeps its 2 whole blocks."""
-    fitter = LengthFitter(LengthLimits(max_model_len=44))
+    """A 64-token prompt of 16-token blocks cut to 40 keeps the 3 blocks it still reaches
+    (2 whole, 1 partial), as a trace's scaled prompts do; cut to 32, exactly 2."""
     r = Request(
         "a", input_tokens=64, output_tokens=4, prefix_block_ids=(1, 2, 3, 4), block_tokens=16
     )
-    fitted = fitter.fit(r)
-    assert (fitted.input_tokens, fitted.prefix_block_ids) == (40, (1, 2))
+    fitted = LengthFitter(LengthLimits(max_model_len=44)).fit(r)
+    assert (fitted.input_tokens, fitted.prefix_block_ids) == (40, (1, 2, 3))
+    fitted = LengthFitter(LengthLimits(max_input_tokens=32)).fit(r)
+    assert (fitted.input_tokens, fitted.prefix_block_ids) == (32, (1, 2))
+
+
+def test_fitter_keeps_prefix_blocks_when_only_the_output_is_capped() -> None:
+    """A 1000-token prompt of 512-token blocks (the last one partial) keeps both blocks when
+    --max-output-tokens cuts only its output: shared prefix must stay shared."""
+    r = Request("a", input_tokens=1000, output_tokens=300, prefix_block_ids=(7, 8))
+    fitted = LengthFitter(LengthLimits(max_output_tokens=100)).fit(r)
+    assert (fitted.input_tokens, fitted.output_tokens) == (1000, 100)
+    assert fitted.prefix_block_ids == (7, 8)
+    fitted = LengthFitter(LengthLimits(max_output_tokens=100, max_model_len=4096)).fit(r)
+    assert (fitted.input_tokens, fitted.output_tokens, fitted.prefix_block_ids) == (
+        1000,
+        100,
+        (7, 8),
+    )
 
 
 def test_unknown_context_is_stated() -> None:

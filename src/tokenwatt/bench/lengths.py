@@ -79,7 +79,8 @@ class LengthFitter:
         """Requests whose output alone did not fit ``max_model_len`` and was shortened."""
 
     def fit(self, request: Request) -> Request:
-        """``request`` with its lengths fitted; prefix blocks cut off by the prompt are dropped."""
+        """``request`` with its lengths fitted; prefix blocks wholly cut off by a shorter prompt
+        are dropped (a capped output alone leaves them as they are)."""
         self.requests += 1
         out_capped = request.output_tokens
         if self.limits.max_output_tokens is not None:
@@ -89,12 +90,13 @@ class LengthFitter:
         self.outputs_clamped += out < out_capped
         if (inp, out) == (request.input_tokens, request.output_tokens):
             return request
-        keep = inp // request.block_tokens  # whole blocks still inside the clamped prompt
+        blocks = request.prefix_block_ids
+        if inp < request.input_tokens:
+            # Blocks the clamped prompt still reaches, a partial last one included (as a
+            # trace's scaled prompts keep them): only a shorter prompt loses shared prefix.
+            blocks = blocks[: -(-inp // request.block_tokens)]
         return dataclasses.replace(
-            request,
-            input_tokens=inp,
-            output_tokens=out,
-            prefix_block_ids=request.prefix_block_ids[:keep],
+            request, input_tokens=inp, output_tokens=out, prefix_block_ids=blocks
         )
 
     def fit_all(self, requests: Iterable[Request]) -> Iterator[Request]:
