@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketClose
 
 from tokenwatt.errors import ConfigError
 
@@ -34,6 +35,9 @@ __all__ = [
 OPEN_PATHS = frozenset({"/health", "/metrics"})
 """Paths served without a key, as vLLM does: probes and Prometheus scrapers carry no secrets,
 and ``/metrics`` has no per-tenant series."""
+
+_CHECKED = frozenset({"http", "websocket"})
+"""ASGI scope types that carry requests, so need a key; ``lifespan`` passes, others are refused."""
 
 _SCOPE_KEY = "tokenwatt.caller"
 """Where the middleware leaves the authenticated ``Caller`` in the ASGI scope."""
@@ -165,6 +169,8 @@ def caller_of(scope: Scope) -> Caller | None:
 class ApiKeyMiddleware:
     """Answers 401 to any request outside ``OPEN_PATHS`` without a valid key, before routing
     (so unknown paths do not reveal which exist); otherwise records the ``Caller`` in the scope.
+    A websocket without a valid key is closed with code 1008 before it is accepted; lifespan
+    events pass; any other scope type is refused.
 
     Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, so that streamed responses and
     the handlers' client-disconnect detection pass through untouched.
@@ -178,12 +184,24 @@ class ApiKeyMiddleware:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        kind = scope["type"]
+        if kind == "lifespan" or (kind in _CHECKED and scope["path"] in self.open_paths):
             await self.app(scope, receive, send)
             return
+        if kind not in _CHECKED:
+            # An unknown scope type could carry requests past the key check: refuse it, as
+            # the ASGI spec asks of scope types an application does not understand.
+            raise RuntimeError(f"ApiKeyMiddleware: unsupported ASGI scope type {kind!r}")
         try:
             caller = self.keys.caller(Headers(scope=scope).get("authorization"))
         except ApiError as err:
+            if kind == "websocket":
+                # Closing before accepting refuses the handshake (HTTP 403 to the client);
+                # 1008 is "policy violation", the close code for failed authentication.
+                await WebSocketClose(code=1008, reason="missing or incorrect API key")(
+                    scope, receive, send
+                )
+                return
             response = JSONResponse(error_body(err), status_code=err.status, headers=err.headers)
             await response(scope, receive, send)
             return
