@@ -15,6 +15,7 @@ from tests.bench.conftest import StartServer
 from tests.bench.faulty_server import silent_endpoint
 from tokenwatt.bench.client import (
     ClientConfig,
+    EndpointAuthError,
     EndpointError,
     FunctionClient,
     ModelInfo,
@@ -269,12 +270,13 @@ async def test_list_models_without_max_model_len_is_none(start_server: StartServ
 
 @pytest.fixture
 def models_url() -> Iterator[tuple[str, list[bytes]]]:
-    """A loopback server answering GET /v1/models with the JSON body put in the list."""
-    bodies: list[bytes] = [b"{}"]
+    """A loopback server answering GET /v1/models with the JSON body put in the list (and
+    the HTTP status put in its second item, 200 unless set)."""
+    bodies: list[bytes] = [b"{}", b"200"]
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200)
+            self.send_response(int(bodies[1]))
             self.send_header("content-type", "application/json")
             self.send_header("content-length", str(len(bodies[0])))
             self.end_headers()
@@ -352,3 +354,35 @@ async def test_find_model_of_a_silent_endpoint(silent_url: str) -> None:
     info, note = await find_model(silent_url, model="m", timeout_s=0.2)
     assert info is None
     assert note is not None and "did not answer GET /v1/models within 0.2 s" in note
+
+
+@pytest.mark.parametrize(
+    ("status", "key", "given"),
+    [(401, None, "no API key was given"), (403, "wrong", "the API key given was refused")],
+)
+async def test_a_refused_key_is_an_endpoint_error_naming_the_options(
+    models_url: tuple[str, list[bytes]], status: int, key: str | None, given: str
+) -> None:
+    """401 or 403 from /v1/models stops the bench before it starts (every request would be
+    refused), naming --api-key and OPENAI_API_KEY, even when a model is named."""
+    url, bodies = models_url
+    bodies[:] = [b'{"error": {"message": "no"}}', str(status).encode()]
+    message = (
+        f"answered GET /v1/models with HTTP {status}: {given}; pass the server's key with "
+        "--api-key or the OPENAI_API_KEY environment variable"
+    )
+    with pytest.raises(EndpointAuthError) as e:
+        await list_models(url, api_key=key)
+    assert str(e.value) == f"{url} {message}"
+    assert key is None or key not in str(e.value)
+    with pytest.raises(EndpointAuthError):
+        await find_model(url, api_key=key, model="m")
+
+
+async def test_other_refusals_of_the_model_list_are_not_fatal(
+    models_url: tuple[str, list[bytes]],
+) -> None:
+    """A 404 (a server without /v1/models) still gives None: the run reports its requests."""
+    url, bodies = models_url
+    bodies[1] = b"404"
+    assert await list_models(url) is None

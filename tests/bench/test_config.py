@@ -161,3 +161,12 @@ def test_record_is_plain_data_with_the_key_masked() -> None:
 def test_record_without_a_key_says_none() -> None:
     """No API key is recorded as None, not as a mask."""
     assert BenchConfig().record()["client"]["api_key"] is None
+
+
+def test_repr_never_shows_the_key() -> None:
+    """Neither the client's repr nor the run's (which holds it) shows the API key."""
+    client = ClientConfig(base_url="http://h:1", api_key="sk-secret-9f2c")
+    assert "sk-secret-9f2c" not in repr(client)
+    assert "base_url='http://h:1'" in repr(client)
+    assert "sk-secret-9f2c" not in repr(BenchConfig(client=client))
+    assert client.api_key == "sk-secret-9f2c"

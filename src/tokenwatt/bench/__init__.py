@@ -3,6 +3,7 @@
 from tokenwatt.bench.bench import build_result, planned_requests, run_bench, run_configured
 from tokenwatt.bench.client import (
     ClientConfig,
+    EndpointAuthError,
     EndpointClient,
     EndpointError,
     FunctionClient,
@@ -88,6 +89,7 @@ __all__ = [
     "Comparison",
     "CounterSpec",
     "Done",
+    "EndpointAuthError",
     "EndpointClient",
     "EndpointError",
     "EnergyChoice",

@@ -28,6 +28,7 @@ from tokenwatt.workload.types import Request
 
 __all__ = [
     "ClientConfig",
+    "EndpointAuthError",
     "EndpointClient",
     "FunctionClient",
     "ModelInfo",
@@ -71,8 +72,9 @@ class ClientConfig:
     """Which endpoint to call: ``completions`` (prompt) or ``chat`` (one user message)."""
     model: str = "default"
     """Model name sent in the body."""
-    api_key: str | None = None
-    """Bearer token, or None to send no Authorization header."""
+    api_key: str | None = field(default=None, repr=False)
+    """Bearer token, or None to send no Authorization header (kept out of the repr, so a
+    logged or printed config never shows it)."""
     timeout_s: float = 600.0
     """Per-request deadline from send to the end of the stream."""
     stall_timeout_s: float = 60.0
@@ -128,6 +130,10 @@ class EndpointError(TokenwattError):
     """The URL answers, but not as an OpenAI-compatible endpoint (wrong URL or server)."""
 
 
+class EndpointAuthError(EndpointError):
+    """The endpoint refuses the API key sent (HTTP 401 or 403), or wants one and got none."""
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """One model an endpoint lists at ``GET /v1/models``."""
@@ -154,6 +160,8 @@ async def list_models(
     connection or has no such route (the run then reports what happens to its requests).
 
     Raises:
+        EndpointAuthError: the endpoint answers 401 or 403: ``api_key`` is missing or wrong, and
+            every request of a run would be refused the same way.
         EndpointError: the endpoint answers, but not like an OpenAI-compatible one (HTML, not
             JSON, or no model list), or does not answer within ``timeout_s``.
     """
@@ -172,6 +180,12 @@ async def list_models(
     except httpx.HTTPError as exc:
         log.info("cannot list models at %s: %r", root, exc)
         return None
+    if response.status_code in (401, 403):
+        given = "the API key given was refused" if api_key else "no API key was given"
+        raise EndpointAuthError(
+            f"{root} answered GET /v1/models with HTTP {response.status_code}: {given}; pass "
+            "the server's key with --api-key or the OPENAI_API_KEY environment variable"
+        )
     if response.status_code != 200:
         return None
     kind = response.headers.get("content-type", "?").split(";")[0]
@@ -205,12 +219,14 @@ async def find_model(
     The entry is None when the endpoint lists nothing or not ``model``.
 
     Raises:
+        EndpointAuthError: the endpoint refuses ``api_key`` (with or without ``model``: its
+            requests would be refused too).
         EndpointError: no ``model`` given, and the endpoint is silent or not OpenAI-compatible.
     """
     try:
         models = await list_models(base_url, api_key, timeout_s)
     except EndpointError as exc:
-        if model is None:
+        if model is None or isinstance(exc, EndpointAuthError):
             raise
         return None, str(exc)
     if not models:

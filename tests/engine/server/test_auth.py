@@ -4,6 +4,7 @@ per-key tenants and /v1/tenants visibility for API keys and admin keys."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from tokenwatt.bench.client import discover_model
+from tokenwatt.bench.client import EndpointAuthError, discover_model
 from tokenwatt.engine.config import EngineConfig
 from tokenwatt.engine.engine import Engine
 from tokenwatt.engine.model import LoadedModel
@@ -173,20 +174,62 @@ def test_tenants_needs_a_key(keyed: RunningServer) -> None:
     assert httpx.get(keyed.url + "/v1/tenants").status_code == 401
 
 
-def test_no_key_is_logged(keyed: RunningServer, caplog: pytest.LogCaptureFixture) -> None:
-    """Neither a right nor a wrong key reaches any log record, at any level."""
-    caplog.set_level(logging.DEBUG)
-    for key in (ALICE, "sk-leaked-if-logged"):
-        headers = {"Authorization": f"Bearer {key}"}
-        httpx.post(keyed.url + "/v1/completions", json=BODY, headers=headers)
-    server_side = [r.getMessage() for r in caplog.records if not r.name.startswith("http")]
-    assert not [m for m in server_side if ALICE in m or "sk-leaked-if-logged" in m]
+class _Records(logging.Handler):
+    """Keeps every record it is handed, fully formatted (traceback included)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=1)
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.split(".")[0] not in ("httpx", "httpcore"):  # the test's own client
+            self.lines.append(self.format(record))
+
+
+@contextlib.contextmanager
+def _every_log_line() -> Iterator[list[str]]:
+    """Every log line, any level, of any logger while open: the root's and uvicorn's, whose
+    loggers do not propagate to the root (where caplog listens) and are set to warnings only.
+    A handler on ``uvicorn.access`` also turns the access log on for new connections, so a key
+    in a request line would show too."""
+    records = _Records()
+    names = ("", "uvicorn", "uvicorn.error", "uvicorn.asgi", "uvicorn.access")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    attached = [logging.getLogger(name) for name in ("", "uvicorn", "uvicorn.access")]
+    for logger in loggers:
+        logger.setLevel(1)
+    for logger in attached:
+        logger.addHandler(records)
+    try:
+        yield records.lines
+    finally:
+        for logger in attached:
+            logger.removeHandler(records)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def test_no_key_is_logged(keyed: RunningServer) -> None:
+    """Neither a right nor a wrong key reaches any log line of the server or uvicorn, at any
+    level (a new connection per request, so uvicorn's per-connection loggers see it)."""
+    leaked = "sk-leaked-if-logged"
+    with _every_log_line() as lines:
+        for key in (ALICE, leaked, f"{leaked} two words"):
+            headers = {"Authorization": f"Bearer {key}", "Connection": "close"}
+            httpx.post(keyed.url + "/v1/completions", json=BODY, headers=headers)
+    assert any(line.startswith("uvicorn") for line in lines)  # uvicorn's lines are seen
+    assert not [line for line in lines if ALICE in line or leaked in line]
 
 
 def test_bench_client_sends_its_key(keyed: RunningServer) -> None:
-    """`tokenwatt bench`'s model discovery works with the key, and finds nothing without it."""
+    """`tokenwatt bench`'s model discovery works with the key; a wrong or missing one stops
+    it with a message naming --api-key and OPENAI_API_KEY (its requests would all be 401)."""
     assert asyncio.run(discover_model(keyed.url, api_key=ALICE)) == "tiny"
-    assert asyncio.run(discover_model(keyed.url, api_key="wrong")) is None
+    for key in ("wrong", None):
+        with pytest.raises(EndpointAuthError, match=r"HTTP 401: .* --api-key or the OPENAI_API"):
+            asyncio.run(discover_model(keyed.url, api_key=key))
 
 
 def test_server_without_keys_shows_every_tenant(server: RunningServer) -> None:
