@@ -8,7 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 import transformers
-from transformers.models.llama.modeling_llama import LlamaDecoderLayer, apply_rotary_pos_emb
+from torch.overrides import TorchFunctionMode
+from transformers.models.llama.modeling_llama import (
+    LlamaDecoderLayer,
+    LlamaRMSNorm,
+    apply_rotary_pos_emb,
+)
 
 from tokenwatt.engine import runner as runner_module
 from tokenwatt.engine.kv import KVCacheManager
@@ -168,6 +173,38 @@ def test_layer_functions_match_modules() -> None:
         qkv, mlp = _qkv(attn)(x), _mlp(layer.mlp)(x)
     assert torch.allclose(qkv, want_qkv, atol=1e-5, rtol=0)
     assert torch.allclose(mlp, want_mlp, atol=1e-5, rtol=0)
+
+
+class _Calls(TorchFunctionMode):
+    """Records the name of every torch function called while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_function__(
+        self,
+        func: Any,
+        types: Any,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        self.names.append(getattr(func, "__name__", repr(func)))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize(("device", "one_op"), [("cpu", True), ("meta", False)])
+def test_fp32_norm_is_one_op_only_on_the_cpu(device: str, one_op: bool) -> None:
+    """fp32 on the CPU (where it is checked bit-identical, above) runs ATen's one rms_norm;
+    on any other device (meta stands in for a GPU) the module's own op sequence."""
+    norm = LlamaRMSNorm(128, eps=1e-5).to(device)
+    fn = _rms_norm(norm)
+    x = torch.randn(3, 128, device=device)
+    with torch.inference_mode(), _Calls() as calls:
+        out = fn(x)
+    assert out.shape == (3, 128) and out.device.type == device
+    assert ("rms_norm" in calls.names) is one_op
+    assert ("rsqrt" in calls.names) is not one_op
 
 
 def test_fusing_rebinds_weights_as_views_and_reuses_them() -> None:
