@@ -39,7 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from tokenwatt.bench.record import RequestRecord
-from tokenwatt.plan.served import ServedRun, ServedSession, quantile, served_workload
+from tokenwatt.plan.overheads import quantile
+from tokenwatt.plan.served import ServedRun, ServedSession, served_workload
 from tokenwatt.workload import Request
 
 FIGURES = ("TTFT p50 (s)", "TTFT p99 (s)", "output tokens/s", "process energy (J)")

@@ -18,7 +18,7 @@ import platform
 import random
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -38,6 +38,7 @@ from tokenwatt.plan.calibrate import (
     calibrate,
     profile_from_steps,
 )
+from tokenwatt.plan.overheads import request_overheads_s
 from tokenwatt.workload.types import Request
 
 if TYPE_CHECKING:  # the engine pulls in torch: imported where it is used
@@ -170,38 +171,6 @@ def replay(url: str, model: str, requests: list[Request]) -> list[RequestRecord]
             await client.aclose()
 
     return asyncio.run(go())
-
-
-def request_overheads_s(
-    records: Sequence[RequestRecord], engine_ttfts_s: Mapping[str, float]
-) -> tuple[float, ...]:
-    """Client TTFT less engine TTFT per record with a first token, in ``records``' order,
-    paired by request id (``engine_ttfts_s`` is keyed by the id each request was submitted
-    under: ``ServedSession.serve`` sends it as the tenant). A request that got its first token
-    in the engine but failed at the client (a stall, a timeout) has no record to pair with and
-    shifts nothing.
-
-    Raises ConfigError when a record has no engine TTFT under its id, or a client TTFT shorter
-    than the engine's: the client sends before the engine submits and reads after the engine
-    emits, so either means the ids did not reach the engine as tenants."""
-    answered = [
-        (r.request_id, r.first_token_s - r.start_s) for r in records if r.first_token_s is not None
-    ]
-    missing = [rid for rid, _ in answered if rid not in engine_ttfts_s]
-    if missing:
-        raise ConfigError(
-            f"served calibration: {len(missing)} of {len(answered)} answered requests have no "
-            f"engine TTFT under their id (first: {missing[0]!r}); the server must pass each "
-            "request's `user` field to the engine as its tenant (serve without API keys)"
-        )
-    for rid, client_s in answered:
-        if client_s < engine_ttfts_s[rid]:
-            raise ConfigError(
-                f"served calibration: request {rid!r} took {client_s * 1e3:.3f} ms to its first "
-                f"token at the client but {engine_ttfts_s[rid] * 1e3:.3f} ms in the engine: the "
-                "engine's TTFT under that id is another request's"
-            )
-    return tuple(client_s - engine_ttfts_s[rid] for rid, client_s in answered)
 
 
 class StepTelemetry:
@@ -602,11 +571,3 @@ def provenance(
         "machine": f"{platform.machine()}, {psutil.cpu_count()} logical CPUs, load average "
         f"{run.load_average:.1f} at the end",
     }
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    """The nearest-rank q-quantile of ``values`` (the benchmark's printouts)."""
-    s = sorted(values)
-    if not s:
-        raise ConfigError("quantile of no values")
-    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
