@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,49 @@ def test_prefill_jitter_is_a_deterministic_pick_of_the_factors() -> None:
     assert factors == {0.5, 2.0}
     assert jittered.prefill_s(64, 2, 10) == jittered.prefill_s(64, 2, 10)
     assert jittered.decode_s(4, 100, 3) == plain.decode_s(4, 100, 3)
+
+
+def test_seed_picks_the_jitter_factors_anew() -> None:
+    """Another seed gives a size another factor (for some sizes), the same seed the same one;
+    seed 0 keeps the sizes-only pick."""
+    table = ((1.0, 0.001), (1001.0, 0.101))
+    unseeded = ProfileModel(
+        prefill_table=table, prefill_jitter=(0.5, 2.0), decode_jitter=(0.5, 2.0)
+    )
+    seeded = [replace(unseeded, seed=s) for s in (0, 7, 7, 8)]
+    picks = [[m.prefill_s(n, 1, 7) for n in range(1, 100)] for m in seeded]
+    decodes = [[m.decode_s(2, n, 3) for n in range(0, 100)] for m in seeded]
+    assert picks[0] == [unseeded.prefill_s(n, 1, 7) for n in range(1, 100)]
+    assert picks[1] == picks[2] and decodes[1] == decodes[2]
+    assert picks[1] != picks[0] and picks[1] != picks[3]
+    assert decodes[1] != decodes[0] and decodes[1] != decodes[3]
+
+
+def test_simulator_seeds_a_profile_file_s_jitter(tmp_path: Path) -> None:
+    """A profile loaded from a file samples its spread by PlanConfig.seed: another seed, other
+    TTFTs; the same seed, the same."""
+    from tokenwatt.plan.config import PlanConfig, ReplicaConfig
+    from tokenwatt.plan.simulator import simulate
+    from tokenwatt.workload.types import Request
+
+    p = tmp_path / "p.json"
+    p.write_text(
+        json.dumps(
+            {
+                "prefill": [[1, 0.001], [1001, 0.101]],
+                "decode": [[1, 0.001], [8, 0.002]],
+                "prefill_jitter": [0.25, 0.5, 1.0, 4.0],
+            }
+        )
+    )
+    reqs = [Request(f"r{i}", 0.05 * i, 20 + 37 * i % 200, 3) for i in range(40)]
+
+    def ttft_p99(seed: int) -> float:
+        cfg = PlanConfig(seed=seed, profile_path=str(p), replica=ReplicaConfig(max_batch=8))
+        return simulate(cfg, reqs).latency_s["ttft_p99"]
+
+    assert ttft_p99(3) == ttft_p99(3)
+    assert len({ttft_p99(s) for s in range(4)}) > 1
 
 
 def test_prefill_jitter_must_be_positive() -> None:

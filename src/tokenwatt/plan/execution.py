@@ -197,6 +197,7 @@ def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
     return max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0))
 
 
+_SEED_SALT = 0x5EED
 _DECODE_SALT = 0x5BD1E995
 """Third hash input of decode iterations, so they do not share factors with prefills."""
 
@@ -245,6 +246,10 @@ class ProfileModel:
     """Measured spread of decode iterations, likewise (empty: none); each iteration's factor is
     picked by a hash of its batch size and context. A run of k iterations then costs k terms
     instead of a closed form."""
+    seed: int = 0
+    """Mixed into every jitter pick (0: the sizes alone pick): equal seeds, equal step times.
+    The simulator sets it to ``PlanConfig.seed``, so runs with other seeds sample the spread
+    anew instead of giving each size the same factor."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_prefill", _table("prefill", self.prefill_table))
@@ -284,7 +289,7 @@ class ProfileModel:
         t = _interp(xs, ys, float(tokens))
         jitter = self.prefill_jitter
         if jitter:
-            t *= jitter[mix_hash(tokens, batch, attention_pairs) % len(jitter)]
+            t *= jitter[self._seeded(mix_hash(tokens, batch, attention_pairs)) % len(jitter)]
         return t
 
     def decode_s(self, batch: int, context_tokens: int, steps: int) -> float:
@@ -300,8 +305,13 @@ class ProfileModel:
         total = 0.0
         for i in range(steps):
             ctx = context_tokens + batch * i
-            total += (base + grow * i) * jitter[mix_hash(batch, ctx, _DECODE_SALT) % n]
+            total += (base + grow * i) * jitter[
+                self._seeded(mix_hash(batch, ctx, _DECODE_SALT)) % n
+            ]
         return total
+
+    def _seeded(self, h: int) -> int:
+        return mix_hash(h, self.seed & 0xFFFFFFFF, _SEED_SALT) if self.seed else h
 
 
 @dataclass(frozen=True)

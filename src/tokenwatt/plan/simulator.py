@@ -57,7 +57,9 @@ class Simulation:
         )
         if execution is None:
             execution = (
-                ProfileModel.from_file(config.profile_path) if config.profile_path else roofline
+                replace(ProfileModel.from_file(config.profile_path), seed=config.seed)
+                if config.profile_path
+                else roofline
             )
         if config.replica.token_overhead_s > 0:
             execution = ServingOverhead(execution, config.replica.token_overhead_s)
