@@ -18,9 +18,12 @@ lock nor lands on the server's meter. Then:
    prefill, step budget, batch). Prints predicted, measured and the ratio for each figure per
    run, then the median ratio and its spread across runs.
 
-Baselines in the same run: the same profile with the decode steps' spread too ("djit"),
-the same profile with the overhead as one constant (its median), and the in-process step
-profile (``plan calibrate --method isolated``) with that constant.
+Also predicted: from one profile pooled from every calibration run ("pooled": the overhead's
+tail and the steps' spread from all calibration requests, still never the compared workload).
+Baselines in the same run: the same profile with the overhead as one constant (its median), and
+the in-process step profile (``plan calibrate --method isolated``) with that constant.
+Each prediction is the median over ``--sim-seeds`` simulations (the seed draws the overheads
+and the step-time spread).
 Engine-side TTFT (submit to first output) is compared with the simulation without overhead.
 Energy: the CPU model (estimated:cpu-model) on the server process ("process": engine, HTTP
 server, streaming) and on the engine thread alone ("engine"); each is predicted with power
@@ -134,6 +137,22 @@ def main() -> None:
         run = session.serve(reqs)
         return run, cpu_w * (engine_cpu_s(session) - c0)
 
+    def engine_power_model(watts: float) -> PowerModel:
+        """One busy power for the engine thread (CPU time x the CPU model, no idle draw)."""
+        return PowerModel(
+            name="engine-thread",
+            kind="calibrated",
+            scope="cpu",
+            idle_w=0.0,
+            prefill_w=watts,
+            decode_min_w=watts,
+            decode_max_w=watts,
+            decode_saturation_batch=args.max_batch,
+            cold_start_w=0.0,
+            load_w=0.0,
+            source="engine thread CPU time x estimated:cpu-model",
+        )
+
     def calibrate_pair(session: ServedSession, seed: int, path: Path) -> dict[str, Any]:
         """Serve the calibration workload of ``seed`` and fit a profile from its steps."""
         reqs = workload(args.calibration_requests, seed)
@@ -156,28 +175,7 @@ def main() -> None:
             "assumed; meter scope: this server process",
         }
         write_profile(profile, path)
-        # the same profile with the decode steps' spread too: what modelling it changes
-        djit_spec = ServedCalibrationSpec(
-            requests=len(reqs), rate_per_s=args.rate, seed=seed, decode_jitter_points=40
-        )
-        djit = session.profile(
-            run, profile["name"], idle_w=idle_w, decode_s_per_context_token=slope, spec=djit_spec
-        )
-        write_profile(djit, tmp / f"{path.stem}-decode-jitter.json")
-        engine_w = engine_j / run.busy_s
-        engine_power = PowerModel(
-            name="engine-thread",
-            kind="calibrated",
-            scope="cpu",
-            idle_w=0.0,
-            prefill_w=engine_w,
-            decode_min_w=engine_w,
-            decode_max_w=engine_w,
-            decode_saturation_batch=args.max_batch,
-            cold_start_w=0.0,
-            load_w=0.0,
-            source="engine thread CPU time x estimated:cpu-model",
-        )
+        engine_power = engine_power_model(engine_j / run.busy_s)
         over = run.overheads_s
         overhead_s = float(profile["serving"]["request_s"])
         print(
@@ -189,7 +187,7 @@ def main() -> None:
             f"{quantile(over, 0.5) * 1e3:.2f}, p99 {quantile(over, 0.99) * 1e3:.2f} ms); "
             f"engine TTFT p99 {quantile(run.engine_ttfts_s, 0.99) * 1e3:.2f} ms; "
             f"busy {profile['power']['prefill_w']:.3f} W (process), "
-            f"{engine_w:.3f} W (engine thread)"
+            f"{engine_power.prefill_w:.3f} W (engine thread)"
         )
         return {
             "path": path,
@@ -197,6 +195,7 @@ def main() -> None:
             "engine_power": engine_power,
             "reqs": reqs,
             "run": run,
+            "engine_j": engine_j,
         }
 
     pairs = []
@@ -218,6 +217,33 @@ def main() -> None:
                 reqs = workload(args.requests, args.seed + k)
                 run, engine_j = metered(session, reqs)
                 pairs.append((cal, reqs, run, engine_j))
+            # Every calibration run pooled into one profile: the overhead's tail (a p99 of
+            # 400 requests is their 4th-longest) and the steps' spread from all of them.
+            # Still out of sample: no compared workload is among them.
+            cals = [cal for cal, *_ in pairs]
+            pooled_run = ServedRun(
+                records=tuple(r for c in cals for r in c["run"].records),
+                steps=tuple(step for c in cals for step in c["run"].steps),
+                engine_ttfts_s=tuple(t for c in cals for t in c["run"].engine_ttfts_s),
+                overheads_s=tuple(o for c in cals for o in c["run"].overheads_s),
+                energy_j=sum(c["run"].energy_j for c in cals),
+                wall_s=sum(c["run"].wall_s for c in cals),
+                load_average=max(c["run"].load_average for c in cals),
+            )
+            pooled_path = tmp / "pooled.json"
+            write_profile(
+                session.profile(
+                    pooled_run,
+                    f"{args.model}-served-pooled",
+                    idle_w=idle_w,
+                    decode_s_per_context_token=slope,
+                    spec=ServedCalibrationSpec(
+                        requests=len(pooled_run.records), rate_per_s=args.rate
+                    ),
+                ),
+                pooled_path,
+            )
+            pooled_power = engine_power_model(sum(c["engine_j"] for c in cals) / pooled_run.busy_s)
     finally:
         meter.close()
 
@@ -290,7 +316,7 @@ def main() -> None:
             "process energy (J)": run.energy_j,
         }
 
-    methods = ("served", "djit", "constant", "isolated", "in-sample")
+    methods = ("served", "pooled", "constant", "isolated", "in-sample")
     ratios: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
     for k, (cal, reqs, run, engine_j) in enumerate(pairs):
         measured = {**figures(run), ENGINE_FIGURE: engine_j}
@@ -302,10 +328,9 @@ def main() -> None:
         own = predict(cal["path"], None, cal["reqs"], cal["run"].wall_s)
         for key, m in figures(cal["run"]).items():
             ratios["in-sample"].setdefault(key, []).append(own[key] / m)
-        djit = tmp / f"{cal['path'].stem}-decode-jitter.json"
         preds = {
             "served": predict(cal["path"], None, reqs, run.wall_s),
-            "djit": predict(djit, None, reqs, run.wall_s),
+            "pooled": predict(pooled_path, None, reqs, run.wall_s),
             "constant": predict(cal["path"], oh, reqs, run.wall_s),
             "isolated": predict(isolated_path, oh, reqs, run.wall_s),
         }
@@ -316,20 +341,23 @@ def main() -> None:
         bare = predict(cal["path"], 0.0, reqs, run.wall_s)
         preds["served"][ENGINE_TTFT[0]] = bare["TTFT p50 (s)"]
         preds["served"][ENGINE_TTFT[1]] = bare["TTFT p99 (s)"]
-        bare = predict(djit, 0.0, reqs, run.wall_s)
-        preds["djit"][ENGINE_TTFT[0]] = bare["TTFT p50 (s)"]
-        preds["djit"][ENGINE_TTFT[1]] = bare["TTFT p99 (s)"]
+        preds["pooled"][ENGINE_FIGURE] = predict(pooled_path, None, reqs, run.wall_s, pooled_power)[
+            "process energy (J)"
+        ]
+        bare = predict(pooled_path, 0.0, reqs, run.wall_s)
+        preds["pooled"][ENGINE_TTFT[0]] = bare["TTFT p50 (s)"]
+        preds["pooled"][ENGINE_TTFT[1]] = bare["TTFT p99 (s)"]
         print(
             f"\nrun {k + 1} (seed {args.seed + k}): {len(run.records)}/{len(reqs)} ok, "
             f"{run.wall_s:.1f} s, load average {run.load_average:.1f}"
         )
         print(
-            f"{'figure':20s} {'served':>9s} {'djit':>9s} {'constant':>9s} {'isolated':>9s} "
-            f"{'measured':>9s} {'ratio':>6s} {'djit':>6s} {'const':>6s} {'iso':>6s}"
+            f"{'figure':20s} {'served':>9s} {'pooled':>9s} {'constant':>9s} {'isolated':>9s} "
+            f"{'measured':>9s} {'ratio':>6s} {'pooled':>6s} {'const':>6s} {'iso':>6s}"
         )
         for key, m in measured.items():
             cells, rcells = [], []
-            for which in ("served", "djit", "constant", "isolated"):
+            for which in ("served", "pooled", "constant", "isolated"):
                 p = preds[which].get(key)
                 cells.append(f"{p:9.4g}" if p is not None else f"{'-':>9s}")
                 rcells.append(f"{p / m:6.3f}" if p is not None else f"{'-':>6s}")
