@@ -19,6 +19,15 @@ def test_tiny_shapes(tiny: LoadedModel) -> None:
     assert tiny.dtype == torch.float32
 
 
+def test_tiny_32k_is_tiny_with_a_longer_context(tiny: LoadedModel) -> None:
+    """`tiny-32k` has tiny's shapes and weights and a 32,768-token context."""
+    long = load_model("tiny-32k", device="cpu")
+    assert long.max_context == 32768
+    assert (long.num_layers, long.num_kv_heads, long.head_dim) == (4, 2, 32)
+    w = tiny.model.model.embed_tokens.weight
+    assert torch.equal(long.model.model.embed_tokens.weight, w)
+
+
 def test_fingerprint_is_stable_across_builds(tiny: LoadedModel) -> None:
     """Building the same preset twice gives the same fingerprint and the same weights."""
     again = load_model("tiny", device="cpu")

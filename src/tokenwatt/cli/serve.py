@@ -42,7 +42,7 @@ __all__ = [
 
 # The engine (and torch, seconds to import) loads only when `serve` runs, so that every other
 # command and `--help` start fast; a test keeps this list equal to the engine's PRESETS.
-PRESET_NAMES = ("tiny", "small", "llama-1b-shape", "llama-8b-shape")
+PRESET_NAMES = ("tiny", "tiny-32k", "small", "llama-1b-shape", "llama-8b-shape")
 
 _BACKENDS = ("nvml", "rapl", "cpu-model")
 

@@ -64,6 +64,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     # Fast on 2 CPU cores; long context for the warehouse's long-prompt benchmarks.
     "tiny": Preset(),
+    # The tiny shape with a 32k context: agentic sessions that grow past 8k tokens.
+    "tiny-32k": Preset(max_context=32768),
     "small": Preset(
         hidden_size=512, intermediate_size=1408, num_layers=8, num_heads=8, num_kv_heads=4
     ),
