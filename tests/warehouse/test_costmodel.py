@@ -55,6 +55,21 @@ def test_negative_growth_falls_back_to_constant() -> None:
     assert b == 0.0 and a > 0
 
 
+def test_negative_base_cost_falls_back_to_position_growth() -> None:
+    """Windows whose unconstrained fit has a < 0 (cost all in the position term, one window
+    measured a little short) give a = 0 and the position slope, not a constant per token."""
+    model = PrefillCostModel(alpha=0.5)
+    model.observe(0, 300, 0.0)  # positions 0..299 at 1 us per position: 0.045, read as 0
+    model.observe(8000, 300, 1e-6 * span_features(8000, 300)[1])
+    a, b = model.coefficients() or (1.0, 1.0)
+    assert a == 0.0
+    early, late = span_features(0, 300)[1], span_features(8000, 300)[1]
+    # least squares of b over the windows, the first weighted 1 - alpha = 0.5
+    assert b == pytest.approx(1e-6 * late**2 / (late**2 + 0.5 * early**2))
+    # a cached prefix 0..8000 costs the sum of its positions, not 8000 x the late average
+    assert model.cost(0, 8000) == pytest.approx(b * span_features(0, 8000)[1])
+
+
 def test_alpha_validated() -> None:
     """alpha outside (0, 1] is rejected."""
     with pytest.raises(ConfigError, match="alpha"):

@@ -32,8 +32,12 @@ class _Sums:
 class PrefillCostModel:
     """Fits ``a + b * position`` per token; ``alpha`` is the weight of the newest window.
 
-    With one window, or windows that cannot separate ``a`` from ``b`` (all at one position), or
-    a fit that would make either negative, it falls back to a constant cost per token.
+    With one window, or windows that cannot separate ``a`` from ``b`` (all at one position), it
+    falls back to a constant cost per token. A fit that would make either negative is replaced
+    by the better of the two one-term fits (``a`` alone or ``b`` alone): the non-negative least
+    squares. On long contexts attention dominates and a fixed cost per window can pull ``a``
+    below 0; a constant per token would then price a cached prefix's early, cheap positions
+    like the costly late ones the engine computes.
     """
 
     def __init__(self, alpha: float = 0.2) -> None:
@@ -68,6 +72,10 @@ class PrefillCostModel:
             b = (s.s11 * s.s2y - s.s12 * s.s1y) / det
             if a >= 0 and b >= 0:
                 return a, b
+            if s.s22 > 0 and s.s2y > 0 and s.s2y * s.s2y / s.s22 > s.s1y * s.s1y / s.s11:
+                # total = b * positions explains more of the windows than a * tokens does
+                # (each one-term fit lowers the squared error by its term's y^2 / x^2 sum)
+                return 0.0, s.s2y / s.s22
         # Constant per-token cost: least squares of total = a * tokens.
         return s.s1y / s.s11, 0.0
 
