@@ -61,6 +61,12 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--points",
+        type=int,
+        default=40,
+        help="quantiles a profile keeps of the step spread and of the request overhead",
+    )
+    ap.add_argument(
         "--sim-seeds",
         type=int,
         default=9,
@@ -157,7 +163,13 @@ def main() -> None:
         """Serve the calibration workload of ``seed`` and fit a profile from its steps."""
         reqs = workload(args.calibration_requests, seed)
         run, engine_j = metered(session, reqs)
-        cal_spec = ServedCalibrationSpec(requests=len(reqs), rate_per_s=args.rate, seed=seed)
+        cal_spec = ServedCalibrationSpec(
+            requests=len(reqs),
+            rate_per_s=args.rate,
+            seed=seed,
+            jitter_points=args.points,
+            overhead_points=args.points,
+        )
         profile = session.profile(
             run,
             args.profile_name or f"{args.model}-served",
@@ -238,7 +250,10 @@ def main() -> None:
                     idle_w=idle_w,
                     decode_s_per_context_token=slope,
                     spec=ServedCalibrationSpec(
-                        requests=len(pooled_run.records), rate_per_s=args.rate
+                        requests=len(pooled_run.records),
+                        rate_per_s=args.rate,
+                        jitter_points=args.points,
+                        overhead_points=args.points,
                     ),
                 ),
                 pooled_path,
