@@ -54,16 +54,16 @@ ENGINE_TTFT = ("engine TTFT p50 (s)", "engine TTFT p99 (s)")
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny")
-    ap.add_argument("--requests", type=int, default=120, help="requests per comparison run")
-    ap.add_argument("--calibration-requests", type=int, default=120)
-    ap.add_argument("--runs", type=int, default=5, help="calibrate/compare pairs (fresh seeds)")
+    ap.add_argument("--requests", type=int, default=400, help="requests per comparison run")
+    ap.add_argument("--calibration-requests", type=int, default=400)
+    ap.add_argument("--runs", type=int, default=3, help="calibrate/compare pairs (fresh seeds)")
     ap.add_argument("--rate", type=float, default=4.0, help="Poisson arrivals per second")
     ap.add_argument("--max-batch", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--points",
         type=int,
-        default=40,
+        default=200,
         help="quantiles a profile keeps of the step spread and of the request overhead",
     )
     ap.add_argument(

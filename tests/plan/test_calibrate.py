@@ -10,6 +10,7 @@ import pytest
 from tokenwatt.energy.meter import Component, Reading
 from tokenwatt.errors import ConfigError
 from tokenwatt.plan.calibrate import (
+    MIN_SPREAD_STEPS,
     CalibrationSpec,
     EnergyWindow,
     StepRecord,
@@ -221,6 +222,13 @@ def test_profile_from_steps_records_the_prefill_spread() -> None:
     assert profile["prefill"] == [[100.0, pytest.approx(0.020)]]
     assert profile["prefill_jitter"] == pytest.approx([0.5, 0.5, 1.5, 1.5])
     assert "prefill_jitter" not in profile_from_steps(steps, "s", jitter_points=0)
+    # more points than steps: one factor per step (the default asks for 200)
+    assert sorted(profile_from_steps(steps, "s")["prefill_jitter"]) == pytest.approx(
+        [0.5] * 20 + [1.5] * 20
+    )
+    # a spread from fewer than MIN_SPREAD_STEPS steps would be noise: none
+    few = steps[: 3 + MIN_SPREAD_STEPS - 1]
+    assert "prefill_jitter" not in profile_from_steps(few, "s", jitter_points=4)
 
 
 def test_profile_from_steps_records_the_decode_spread() -> None:

@@ -243,7 +243,10 @@ def calibrate_cmd(
         None, "--threads", help="torch threads (1 is steadiest on a shared CPU)."
     ),
     requests: int = typer.Option(
-        120, "--requests", "-n", help="served: requests in the calibration workload."
+        400,
+        "--requests",
+        "-n",
+        help="served: requests in the calibration workload (the TTFT tail needs hundreds).",
     ),
     rate: float = typer.Option(4.0, "--rate", help="served: Poisson arrivals per second."),
     seed: int = typer.Option(1000, "--seed", help="served: seed of arrivals and lengths."),

@@ -55,7 +55,7 @@ class EngineCalibration:
     torch_threads: int | None = None
     """Torch intra-op threads, set process-wide (1 is steadiest on a shared CPU); None:
     torch's default."""
-    requests: int = 120
+    requests: int = 400
     """served: requests in the calibration workload."""
     rate_per_s: float = 4.0
     """served: Poisson arrivals per second."""

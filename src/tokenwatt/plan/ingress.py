@@ -54,7 +54,7 @@ class IngressDelay:
         return q[h % len(q)]
 
 
-def overhead_quantiles(samples_s: Sequence[float], points: int = 40) -> tuple[float, ...]:
+def overhead_quantiles(samples_s: Sequence[float], points: int = 200) -> tuple[float, ...]:
     """``points`` quantiles (mid-points of equal-count bins) of measured per-request overheads;
     fewer when there are fewer samples. Negative samples (timer skew) count as 0."""
     if points < 1:

@@ -64,8 +64,9 @@ Progress = Callable[[int, int], None]
 class ServedCalibrationSpec:
     """The calibration workload and how it is served."""
 
-    requests: int = 120
-    """Requests in the calibration workload."""
+    requests: int = 400
+    """Requests in the calibration workload (the TTFT tail is set by the slowest few percent of
+    them: with 120, the p99 of the overhead is one request)."""
     rate_per_s: float = 4.0
     """Poisson arrivals per second."""
     prompt_tokens: tuple[int, int] = (32, 256)
@@ -81,9 +82,9 @@ class ServedCalibrationSpec:
     client: Literal["process", "thread"] = "process"
     """Where the load client runs: its own process (its work then neither takes the server's
     interpreter lock nor lands on the server's meter, as with a real client) or a thread."""
-    jitter_points: int = 40
+    jitter_points: int = 200
     """Quantiles kept of the prefill steps' spread around their row."""
-    overhead_points: int = 40
+    overhead_points: int = 200
     """Quantiles kept of the per-request overhead outside the engine."""
     decode_jitter_points: int = 0
     """Quantiles kept of the decode steps' spread (0: none, the default; see
