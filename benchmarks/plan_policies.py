@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from tokenwatt.plan import PlanConfig, PlanResult, ScalingConfig, TraceWorkload, sweep
+from tokenwatt.plan.search import Backend
 
 DEFAULT_TRACE = (
     Path(__file__).resolve().parents[2] / "shared" / "traces" / "azure_llm_2023_conv.csv"
@@ -42,7 +43,7 @@ def main() -> None:
         {"autoscaler": "queue_kv"},
         {"autoscaler": "predictive"},
     ]
-    backend = "serial" if args.workers == 1 else "process"
+    backend: Backend = "serial" if args.workers == 1 else "process"
     results: list[PlanResult] = sweep(
         base, variants, TraceWorkload(str(args.trace)), backend, args.workers
     )

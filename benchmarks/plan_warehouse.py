@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from tokenwatt.plan import PlanConfig, PlanResult, TraceWorkload, sweep
+from tokenwatt.plan.search import Backend
 
 DEFAULT_TRACE = (
     Path(__file__).resolve().parents[2] / "shared" / "traces" / "mooncake_synthetic.jsonl"
@@ -40,12 +42,12 @@ def main() -> None:
         "bandwidth_bytes_per_s": args.dram_gbps * 1e9,
     }
     names = ("baseline", "replica", "warehouse")
-    variants = [
+    variants: list[dict[str, Any]] = [
         {"replica.prefix_cache_tokens": 0},
         {},
         {"warehouse": {"tiers": [tier]}},
     ]
-    backend = "serial" if args.workers == 1 else "process"
+    backend: Backend = "serial" if args.workers == 1 else "process"
     results: list[PlanResult] = sweep(
         base, variants, TraceWorkload(str(args.trace)), backend, args.workers
     )
