@@ -10,9 +10,9 @@ lock nor lands on the server's meter. Then:
    engine loop's dispatch of outputs is included; decodes; prompt tokens) and the process's
    energy; ``profile_from_steps`` turns them into a profile. The per-request serving overhead
    (HTTP, tokenisation, SSE, the client) is client TTFT less engine TTFT (submit to first
-   output) per request, kept as 40 quantiles (its median as the old constant). Idle power is
-   metered with the server up and no traffic. This is ``tokenwatt.plan.served``, the code
-   behind ``tokenwatt plan calibrate --method served``.
+   output) per request, kept as ``--points`` (200) quantiles (its median as the old
+   constant). Idle power is metered with the server up and no traffic. This is
+   ``tokenwatt.plan.served``, the code behind ``tokenwatt plan calibrate --method served``.
 2. ``--runs`` comparison runs, each on a fresh workload seed: replay, meter, then simulate the
    same requests on one replica with the calibrated profile and the engine's limits (chunked
    prefill, step budget, batch). Prints predicted, measured and the ratio for each figure per
@@ -77,6 +77,9 @@ def main() -> None:
     ap.add_argument("--profile-name", default=None, help="name stored in the served profile")
     ap.add_argument("--profile-out", type=Path, default=None, help="keep the served profile")
     args = ap.parse_args()
+    for flag in ("requests", "calibration_requests", "runs", "sim_seeds", "points"):
+        if getattr(args, flag) < 1:
+            ap.error(f"--{flag.replace('_', '-')} must be >= 1")
 
     import psutil
     import torch

@@ -229,6 +229,8 @@ def test_profile_from_steps_records_the_prefill_spread() -> None:
     # a spread from fewer than MIN_SPREAD_STEPS steps would be noise: none
     few = steps[: 3 + MIN_SPREAD_STEPS - 1]
     assert "prefill_jitter" not in profile_from_steps(few, "s", jitter_points=4)
+    enough = steps[: 3 + MIN_SPREAD_STEPS]
+    assert len(profile_from_steps(enough, "s", jitter_points=4)["prefill_jitter"]) == 4
 
 
 def test_profile_from_steps_records_the_decode_spread() -> None:
@@ -240,7 +242,7 @@ def test_profile_from_steps_records_the_decode_spread() -> None:
     profile = profile_from_steps(steps, "s", jitter_points=4, decode_jitter_points=4)
     assert profile["decode"] == [[1.0, pytest.approx(0.002)]]
     assert profile["decode_jitter"] == pytest.approx([0.5, 0.5, 1.5, 1.5])
-    assert "prefill_jitter" not in profile  # 3 prefill steps: fewer than 4 points
+    assert "prefill_jitter" not in profile  # 3 prefill steps: fewer than MIN_SPREAD_STEPS
     assert ProfileModel(decode_jitter=tuple(profile["decode_jitter"])).decode_s(1, 0, 2) > 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -174,17 +175,27 @@ def test_simulator_seeds_a_profile_file_s_jitter(tmp_path: Path) -> None:
                 "prefill": [[1, 0.001], [1001, 0.101]],
                 "decode": [[1, 0.001], [8, 0.002]],
                 "prefill_jitter": [0.25, 0.5, 1.0, 4.0],
+                "decode_jitter": [0.5, 1.5],
             }
         )
     )
-    reqs = [Request(f"r{i}", 0.05 * i, 20 + 37 * i % 200, 3) for i in range(40)]
+    reqs = [Request(f"r{i}", 0.05 * i, 20 + 37 * i % 200, 3 + i % 5) for i in range(40)]
 
-    def ttft_p99(seed: int) -> float:
-        cfg = PlanConfig(seed=seed, profile_path=str(p), replica=ReplicaConfig(max_batch=8))
-        return simulate(cfg, reqs).latency_s["ttft_p99"]
+    def run(seed: int, mode: str = "fast") -> dict[str, Any]:
+        cfg = PlanConfig(
+            seed=seed, mode=mode, profile_path=str(p), replica=ReplicaConfig(max_batch=8)
+        )
+        return simulate(cfg, reqs).to_dict()
 
-    assert ttft_p99(3) == ttft_p99(3)
-    assert len({ttft_p99(s) for s in range(4)}) > 1
+    first, again = run(3), run(3)
+    assert (first["latency_s"], first["energy_j"]) == (again["latency_s"], again["energy_j"])
+    assert len({run(s)["latency_s"]["ttft_p99"] for s in range(4)}) > 1
+    # a seeded spread keeps fast and step mode in agreement
+    fast, step = run(3), run(3, "step")
+    assert fast["completed"] == step["completed"] == 40
+    for k, v in fast["latency_s"].items():
+        assert v == pytest.approx(step["latency_s"][k], rel=1e-9, abs=1e-12), k
+    assert fast["energy_j"] == pytest.approx(step["energy_j"], rel=1e-9)
 
 
 def test_prefill_jitter_must_be_positive() -> None:

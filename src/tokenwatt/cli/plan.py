@@ -220,7 +220,7 @@ _CALIBRATE_HELP = (
     "The default method, served, serves the engine over HTTP on loopback (127.0.0.1, a free "
     "port), replays a Poisson workload of unique prompts with the bench client from its own "
     "process, and records every engine step, each request's time outside the engine (kept as "
-    "40 quantiles) and the meters. Then `tokenwatt plan run --set profile_path=FILE` simulates "
+    "200 quantiles) and the meters. Then `tokenwatt plan run --set profile_path=FILE` simulates "
     "with it."
 )
 

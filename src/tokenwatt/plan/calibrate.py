@@ -453,8 +453,10 @@ def profile_from_steps(
     become the profile's ``prefill_jitter``: the spread that sets the TTFT tail (0: none; with
     fewer steps than points, one factor per step; none from fewer than ``MIN_SPREAD_STEPS``).
     200 rather than 40 keeps the top of the tail: the last of 40 points stands for the slowest
-    2.5% of steps and of overheads, and the TTFT p99 lives there (``benchmarks/plan_fidelity.py``:
-    p99 ratio 0.968 with 200 points against 0.917 with 40, docs/benchmarks.md).
+    2.5% of steps and of overheads, and the TTFT p99 lives there (``benchmarks/plan_fidelity.py``,
+    docs/benchmarks.md: in-sample p99 ratio 0.983 with 200 points against 0.927-0.950 with 40;
+    out of sample 0.92 from one 400-request calibration, about as with 40, and 0.96 from a
+    1,200-request one).
     ``decode_jitter_points`` does the same for pure decode steps (``decode_jitter``); off by
     default: on the tiny engine it raised predicted energy 3-11% and left the TTFT tail as it
     was (docs/plan.md, "Step spread").
@@ -506,14 +508,16 @@ def profile_from_steps(
     if jitter_points and len(pre_points) >= MIN_SPREAD_STEPS:
         model_t = _Rows([(x, t) for x, t in zip(pre_x, pre_t, strict=True)])
         ratios = [t / model_t(x) for _, (x, t) in pre_points if model_t(x) > 0]
-        profile["prefill_jitter"] = _spread(ratios, jitter_points)
+        if len(ratios) >= MIN_SPREAD_STEPS:
+            profile["prefill_jitter"] = _spread(ratios, jitter_points)
     if decode_jitter_points and len(dec_points) >= MIN_SPREAD_STEPS:
         # Decode steps stall too (a descheduled engine thread). As a factor on the step's time,
         # though, a stall grows with the batch, which real stalls (a fixed time off a CPU) do
         # not: hence opt-in.
         dec_t_of = _Rows([(x, max(t, 0.0)) for x, t in zip(dec_x, dec_t, strict=True)])
         ratios = [t / dec_t_of(x) for _, (x, t) in dec_points if dec_t_of(x) > 0]
-        profile["decode_jitter"] = _spread(ratios, decode_jitter_points)
+        if len(ratios) >= MIN_SPREAD_STEPS:
+            profile["decode_jitter"] = _spread(ratios, decode_jitter_points)
     if energy is not None:
         busy_s = sum(s.seconds for s in steps)
         idle_s = max(0.0, energy.window_s - busy_s)

@@ -86,8 +86,9 @@ class ReplicaConfig:
     end-to-end latency. None: the distribution the profile (``profile_path``) measured, if it
     carries one, else 0."""
     request_overhead_quantiles_s: tuple[float, ...] = ()
-    """Equally likely per-request overheads in seconds (e.g. 40 measured quantiles) instead of
-    one constant: each request draws one by a hash of its id and ``seed``. Empty: not used."""
+    """Equally likely per-request overheads in seconds (e.g. a served profile's 200 measured
+    quantiles) instead of one constant: each request draws one by a hash of its id and
+    ``seed``. Empty: not used."""
     token_overhead_s: float = 0.0
     """Serving seconds per token a step emits (detokenising, streaming), added to every
     iteration: batch x this for decodes, one per finished prompt for prefills."""
@@ -298,7 +299,9 @@ class PlanConfig:
     mode: Literal["fast", "step"] = "fast"
     """fast: jump over decode iterations analytically; step: one event per iteration."""
     seed: int = 0
-    """Seed of every random draw in the run (cold-start jitter); equal seeds, equal results."""
+    """Seed of every random draw in the run (cold-start jitter, each request's serving overhead,
+    the step-time spread of a profile loaded from ``profile_path``); equal seeds, equal
+    results."""
     timeline_interval_s: float = 60.0
     """Width of the timeline buckets."""
     drop_after_s: float | None = None

@@ -248,8 +248,8 @@ class ProfileModel:
     instead of a closed form."""
     seed: int = 0
     """Mixed into every jitter pick (0: the sizes alone pick): equal seeds, equal step times.
-    The simulator sets it to ``PlanConfig.seed``, so runs with other seeds sample the spread
-    anew instead of giving each size the same factor."""
+    The simulator sets it to ``PlanConfig.seed`` on a profile it loads (``profile_path``), so
+    runs with other seeds sample the spread anew; a model passed in keeps its own seed."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_prefill", _table("prefill", self.prefill_table))
