@@ -505,12 +505,12 @@ def profile_from_steps(
     if request_overheads_s:
         quantiles = overhead_quantiles(request_overheads_s, overhead_points)
         profile["serving"]["request_quantiles_s"] = list(quantiles)
-    if jitter_points and len(pre_points) >= MIN_SPREAD_STEPS:
+    if jitter_points:
         model_t = _Rows([(x, t) for x, t in zip(pre_x, pre_t, strict=True)])
         ratios = [t / model_t(x) for _, (x, t) in pre_points if model_t(x) > 0]
         if len(ratios) >= MIN_SPREAD_STEPS:
             profile["prefill_jitter"] = _spread(ratios, jitter_points)
-    if decode_jitter_points and len(dec_points) >= MIN_SPREAD_STEPS:
+    if decode_jitter_points:
         # Decode steps stall too (a descheduled engine thread). As a factor on the step's time,
         # though, a stall grows with the batch, which real stalls (a fixed time off a CPU) do
         # not: hence opt-in.
